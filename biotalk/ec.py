@@ -13,8 +13,8 @@ raw digits would collapse ``1.1.1.1`` into one node and match spuriously.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 LEVELS = 4
 _LEVEL = r"(?:\d+|-)"

@@ -26,7 +26,7 @@ def _length_pmf() -> tuple[np.ndarray, np.ndarray]:
         mass = q_hi - q_lo
         members = np.arange(lo + 1, hi + 1)  # bin (lo, hi]
         weights = np.full(len(members), 1.0)
-        for length, share in _COMMON_SHARE.items():
+        for length in _COMMON_SHARE:
             if lo < length <= hi:
                 weights[length - lo - 1] = 0.0
         weights *= (1.0 - sum(s for v, s in _COMMON_SHARE.items() if lo < v <= hi)) / weights.sum()

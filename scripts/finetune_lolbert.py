@@ -1,0 +1,175 @@
+"""Fine-tune a pretrained LOLBERT for EC classification (the paper's "FinetunedLOLBERT").
+
+    python scripts/finetune_lolbert.py --config configs/lolbert/finetune_mini.yaml [model=DIR data=DIR benchmark=III out=DIR]
+
+RobertaForSequenceClassification (class-token head) over the full ECs of the benchmark's training
+split; the label map comes from the training split only and is saved in ``config.id2label``. Genes
+longer than the window (``max_nt`` bases): training reads one random window per gene and epoch,
+evaluation reads the first window (``eval_windows: first``) or averages the logits of windows tiling
+the whole gene (``eval_windows: mean``). A validation EC absent from training counts as an error.
+After every epoch the validation accuracy is measured; the best epoch is kept in ``out/model``, a
+``from_pretrained`` directory (RoBERTa weights under ``roberta.*`` + classifier head + tokenizer) that
+``load_dna_encoder`` reads as an encoder. ``out/metrics.json`` holds the per-epoch history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, RobertaForSequenceClassification, get_scheduler
+
+from biotalk.config import parse_args, to_dict
+from biotalk.data import load_benchmark
+from biotalk.io import atomic_dir, write_json
+
+
+@dataclass
+class FinetuneConfig:
+    model: Path = Path("runs/lolbert-mini/final")
+    data: Path = Path("runs/benchmarks-mini")
+    benchmark: str = "III"
+    out: Path = Path("runs/lolbert-finetuned-mini")
+    epochs: int = 3
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_clip: float = 1.0
+    max_nt: int = 510  # bases per window (the model adds S and /S)
+    eval_windows: str = "first"  # first | mean
+    max_steps_per_epoch: int = 0  # 0: the whole training split every epoch
+    seed: int = 0
+    threads: int = 0
+    mixed_precision: str = "bf16"  # CUDA only
+
+
+def label_map(ecs: list[str]) -> dict[str, int]:
+    """EC -> class id, sorted, from the training split only."""
+    return {ec: i for i, ec in enumerate(sorted(set(ecs)))}
+
+
+def random_window(seq: str, max_nt: int, rng: np.random.Generator) -> str:
+    if len(seq) <= max_nt:
+        return seq
+    start = int(rng.integers(0, len(seq) - max_nt + 1))
+    return seq[start : start + max_nt]
+
+
+def eval_windows(seq: str, max_nt: int, how: str) -> list[str]:
+    """The first window, or windows tiling the gene (the last one flush with its end)."""
+    if how == "first" or len(seq) <= max_nt:
+        return [seq[:max_nt]]
+    if how != "mean":
+        raise ValueError(f"eval_windows must be 'first' or 'mean', got {how!r}")
+    starts = list(range(0, len(seq) - max_nt, max_nt)) + [len(seq) - max_nt]
+    return [seq[s : s + max_nt] for s in starts]
+
+
+@torch.no_grad()
+def predict_logits(model, tokenizer, seqs: list[str], max_nt: int, how: str, batch_size: int) -> np.ndarray:
+    """Logits per sequence (windows averaged); batches of windows sorted by length."""
+    model.eval()
+    windows, owner = [], []
+    for i, seq in enumerate(seqs):
+        for w in eval_windows(seq, max_nt, how):
+            windows.append(w)
+            owner.append(i)
+    order = np.argsort([len(w) for w in windows], kind="stable")
+    device = next(model.parameters()).device
+    sums = torch.zeros(len(seqs), model.config.num_labels, dtype=torch.float64)
+    for lo in range(0, len(order), batch_size):
+        idx = order[lo : lo + batch_size]
+        enc = tokenizer([windows[j] for j in idx], padding=True, truncation=True, max_length=max_nt + 2, return_tensors="pt")
+        logits = model(**{k: v.to(device) for k, v in enc.items()}).logits.float().cpu().double()
+        sums.index_add_(0, torch.as_tensor(np.asarray(owner)[idx]), logits)
+    counts = torch.bincount(torch.as_tensor(owner), minlength=len(seqs)).double()
+    return (sums / counts[:, None]).numpy()
+
+
+def accuracy(model, tokenizer, split, labels: dict[str, int], cfg: FinetuneConfig) -> dict[str, float]:
+    """Top-1 accuracy over a split; ECs the model cannot output count as errors."""
+    logits = predict_logits(model, tokenizer, list(split["Sequence"]), cfg.max_nt, cfg.eval_windows, cfg.eval_batch_size)
+    truth = np.array([labels.get(ec, -1) for ec in split["EC"]])
+    return {"accuracy": float((logits.argmax(1) == truth).mean()), "n": len(truth), "unseen_ec": int((truth < 0).sum())}
+
+
+def main(cfg: FinetuneConfig) -> dict:
+    """Fine-tune; returns the metrics dict also written to ``out/metrics.json``."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
+    data = load_benchmark(cfg.data, cfg.benchmark)
+    train, valid = data["train"], data["valid"]
+    labels = label_map(list(train["EC"]))
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    torch.manual_seed(cfg.seed)  # the new classifier head
+    model = RobertaForSequenceClassification.from_pretrained(
+        cfg.model, num_labels=len(labels), id2label={i: ec for ec, i in labels.items()}, label2id=labels,
+        problem_type="single_label_classification",
+    )  # fmt: skip
+    seqs, targets = list(train["Sequence"]), np.array([labels[ec] for ec in train["EC"]])
+    n_batches = -(-len(seqs) // (cfg.batch_size * accelerator.num_processes))
+    steps_per_epoch = min(n_batches, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else n_batches
+    total = steps_per_epoch * cfg.epochs
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(cfg.warmup_ratio * total), num_training_steps=total)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.print(f"{cfg.benchmark}: {len(seqs)} training records, {len(labels)} ECs, {len(valid)} validation records")
+
+    history, best = [], -1.0
+    for epoch in range(1, cfg.epochs + 1):
+        rng = np.random.default_rng([cfg.seed, epoch])
+        order = rng.permutation(len(seqs))
+        batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        batches = batches[accelerator.process_index :: accelerator.num_processes][:steps_per_epoch]
+        model.train()
+        losses = []
+        for idx in tqdm(batches, desc=f"epoch {epoch}", disable=not accelerator.is_main_process):
+            windows = [random_window(seqs[i], cfg.max_nt, rng) for i in idx]
+            enc = tokenizer(windows, padding=True, truncation=True, max_length=cfg.max_nt + 2, return_tensors="pt")
+            batch = {k: v.to(accelerator.device) for k, v in enc.items()}
+            with accelerator.autocast():
+                loss = model(**batch, labels=torch.as_tensor(targets[idx], device=accelerator.device)).loss
+            accelerator.backward(loss)
+            if cfg.grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+        plain = accelerator.unwrap_model(model)
+        with accelerator.autocast():
+            val = accuracy(plain, tokenizer, valid, labels, cfg)
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), **{f"valid_{k}": v for k, v in val.items()}})
+        accelerator.print(f"epoch {epoch}: train loss {history[-1]['train_loss']:.4f}, valid accuracy {val['accuracy']:.4f}")
+        if val["accuracy"] > best and accelerator.is_main_process:
+            best = val["accuracy"]
+            with atomic_dir(cfg.out / "model") as tmp:
+                plain.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+        accelerator.wait_for_everyone()
+    metrics = {
+        "best_valid_accuracy": max(h["valid_accuracy"] for h in history),
+        "best_epoch": max(history, key=lambda h: h["valid_accuracy"])["epoch"],
+        "history": history, "n_labels": len(labels), "config": to_dict(cfg),
+    }  # fmt: skip
+    if accelerator.is_main_process:
+        write_json(cfg.out / "metrics.json", metrics)
+        print(f"best validation accuracy {metrics['best_valid_accuracy']:.4f} (epoch {metrics['best_epoch']}); model in {cfg.out / 'model'}")
+    accelerator.end_training()
+    return metrics
+
+
+if __name__ == "__main__":
+    main(parse_args(FinetuneConfig, description=__doc__))

@@ -1,0 +1,256 @@
+"""Masked-language pretraining of LOLBERT from scratch on read-length fragments of the raw genomes.
+
+    accelerate launch scripts/pretrain_lolbert.py --config configs/lolbert/mini.yaml [key=value ...]
+    python scripts/pretrain_lolbert.py --config configs/lolbert/mini.yaml resume=latest
+
+Training fragments are drawn on the fly; the batch of step ``s`` depends only on (seed, s, process),
+so a resumed run sees exactly the batches an uninterrupted run would. Held-out fragments (from held-out
+genomes/regions) are fixed by the seed. Outputs in ``out``: ``metrics.jsonl`` (step, train loss, lr,
+held-out loss and masked-token accuracy), ``checkpoints/step_N`` (Accelerate state), ``final/``
+(``from_pretrained`` RobertaForMaskedLM + tokenizer, safetensors).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+from transformers import RobertaForMaskedLM, get_scheduler
+
+from biotalk.config import parse_args, to_dict
+from biotalk.data.genomes import draw_fragments, read_genomes, split_regions
+from biotalk.io import atomic_dir, write_text
+from biotalk.models.lolbert import VOCAB, LolbertArch, build_lolbert_tokenizer, mask_tokens, roberta_config
+
+FIRST_BASE_ID = VOCAB.index("G")  # ids below are S, P, /S, N, M: never MLM targets
+
+
+@dataclass
+class PretrainConfig:
+    model: LolbertArch = field(default_factory=LolbertArch)
+    raw_dir: Path = Path("data/raw")
+    heldout_genomes: list[str] = field(default_factory=lambda: ["Streptococcus_pyogenes"])
+    heldout_fraction: float = 0.0  # tail of every other record also held out
+    max_nt: int = 510  # reads longer than this keep their first max_nt bases (model window: 510)
+    rc_prob: float = 0.5
+    mlm_probability: float = 0.15
+    eval_fragments: int = 512
+    eval_batch_size: int = 128
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    schedule: str = "linear"  # any transformers scheduler name: linear, cosine, constant_with_warmup, ...
+    grad_clip: float = 1.0
+    log_every: int = 10
+    eval_every: int = 100
+    save_every: int = 200
+    keep_checkpoints: int = 2
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    mixed_precision: str = "bf16"  # used on CUDA only; CPU runs in fp32
+    resume: str = ""  # "", "latest", or a checkpoint directory
+    out: Path = Path("runs/lolbert-mini")
+
+
+def make_batch(
+    tokenizer, seqs: list[str], cfg: PretrainConfig, seed: int, mask_all: bool = False
+) -> dict[str, torch.Tensor]:
+    """Tokenise, pad and mask one batch; the masking is a function of ``seed`` only."""
+    enc = tokenizer(seqs, padding=True, truncation=True, max_length=cfg.max_nt + 2, return_tensors="pt")
+    ids = enc["input_ids"]
+    gen = torch.Generator().manual_seed(seed)
+    masked, labels = mask_tokens(ids, ids < FIRST_BASE_ID, cfg.mlm_probability, gen, mask_all)
+    return {"input_ids": masked, "attention_mask": enc["attention_mask"], "labels": labels}
+
+
+def train_batch(tokenizer, regions, cfg: PretrainConfig, step: int, process: int) -> dict[str, torch.Tensor]:
+    rng = np.random.default_rng([cfg.seed, step, process])
+    seqs = [frag.sequence for _, frag in draw_fragments(regions, cfg.batch_size, rng, cfg.rc_prob)]
+    return make_batch(tokenizer, seqs, cfg, int(rng.integers(2**62)))
+
+
+def heldout_batches(tokenizer, regions, cfg: PretrainConfig) -> list[dict[str, torch.Tensor]]:
+    """The fixed held-out set: fragments and masks drawn from a seed of their own; every target is
+    replaced by the mask token, so accuracy measures prediction from context alone."""
+    rng = np.random.default_rng([cfg.seed, 2**31])
+    seqs = [frag.sequence for _, frag in draw_fragments(regions, cfg.eval_fragments, rng, cfg.rc_prob)]
+    return [
+        make_batch(tokenizer, seqs[i : i + cfg.eval_batch_size], cfg, int(rng.integers(2**62)), mask_all=True)
+        for i in range(0, len(seqs), cfg.eval_batch_size)
+    ]
+
+
+@torch.no_grad()
+def evaluate(model, batches, accelerator: Accelerator) -> dict[str, float]:
+    """Masked-token loss and accuracy over the held-out set (shared out among processes)."""
+    model.eval()
+    totals = torch.zeros(3, device=accelerator.device)  # summed loss, correct, targets
+    for batch in batches[accelerator.process_index :: accelerator.num_processes]:
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        with accelerator.autocast():
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        target = batch["labels"] != -100
+        logits, labels = logits[target].float(), batch["labels"][target]
+        totals += torch.stack(
+            [
+                torch.nn.functional.cross_entropy(logits, labels, reduction="sum"),
+                (logits.argmax(-1) == labels).sum().float(),
+                torch.tensor(float(labels.numel()), device=accelerator.device),
+            ]
+        )
+    totals = accelerator.reduce(totals, reduction="sum")
+    model.train()
+    return {"heldout_loss": (totals[0] / totals[2]).item(), "heldout_acc": (totals[1] / totals[2]).item()}
+
+
+def majority_base_accuracy(batches) -> float:
+    """Accuracy of always answering the most frequent masked base: the floor a model must beat."""
+    labels = torch.cat([b["labels"][b["labels"] != -100] for b in batches])
+    return (torch.bincount(labels).max() / labels.numel()).item()
+
+
+def checkpoint_step(path: Path) -> int:
+    match = re.fullmatch(r"step_(\d+)", path.name)
+    if not match:
+        raise ValueError(f"{path}: not a checkpoint directory (step_N)")
+    return int(match.group(1))
+
+
+def find_checkpoint(cfg: PretrainConfig) -> Path | None:
+    if not cfg.resume:
+        return None
+    if cfg.resume != "latest":
+        path = Path(cfg.resume)
+        if not path.is_dir():
+            raise FileNotFoundError(f"resume: no checkpoint directory {path}")
+        return path
+    found = [p for p in (cfg.out / "checkpoints").glob("step_*") if re.fullmatch(r"step_\d+", p.name)]
+    return max(found, key=checkpoint_step) if found else None
+
+
+def save_checkpoint(accelerator: Accelerator, cfg: PretrainConfig, step: int) -> None:
+    """Every process writes into step_N.tmp; the main process renames it once all are done."""
+    root = cfg.out / "checkpoints"
+    tmp, final = root / f"step_{step}.tmp", root / f"step_{step}"
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        done = sorted((p for p in root.glob("step_*") if p.is_dir() and "." not in p.name), key=checkpoint_step)
+        for old in done[: -cfg.keep_checkpoints]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+def trim_log(path: Path, last_step: int) -> None:
+    """On resume, drop log lines past the restored step (written before the interruption)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in kept if json.loads(line)["step"] <= last_step]
+    write_text(path, "".join(line + "\n" for line in kept))
+
+
+def main(cfg: PretrainConfig) -> Path:
+    """Pretrain; returns the ``final`` directory."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
+    genomes, skipped = read_genomes(cfg.raw_dir / "genbank")
+    train_regions, heldout_regions = split_regions(genomes, cfg.heldout_genomes, cfg.heldout_fraction)
+    tokenizer = build_lolbert_tokenizer()
+    eval_set = heldout_batches(tokenizer, heldout_regions, cfg)
+    if accelerator.is_main_process:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        write_text(cfg.out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        n_train, n_held = sum(map(len, train_regions)), sum(map(len, heldout_regions))
+        print(f"genomes: {len(genomes)} records ({len(skipped)} skipped); train {n_train:,} nt, "
+              f"held-out {n_held:,} nt; held-out majority-base accuracy {majority_base_accuracy(eval_set):.4f}")
+        for reason in skipped:
+            print(f"skipped {reason}")
+
+    torch.manual_seed(cfg.seed)
+    model = RobertaForMaskedLM(roberta_config(cfg.model))
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    # Not prepared: Accelerate would step it once per process; our steps are optimizer steps.
+    scheduler = get_scheduler(cfg.schedule, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+
+    start = 0
+    ckpt = find_checkpoint(cfg)
+    if ckpt is not None:
+        accelerator.load_state(str(ckpt))
+        start = checkpoint_step(ckpt)
+        accelerator.print(f"resumed from {ckpt} at step {start}")
+    elif cfg.resume:
+        accelerator.print(f"resume={cfg.resume}: no checkpoint in {cfg.out / 'checkpoints'}, starting fresh")
+    log_path = cfg.out / "metrics.jsonl"
+    if accelerator.is_main_process:
+        if start:
+            trim_log(log_path, start)
+        else:
+            log_path.unlink(missing_ok=True)
+
+    model.train()
+    window: list[float] = []
+    bar = tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, disable=not accelerator.is_main_process)
+    for step in bar:
+        batch = train_batch(tokenizer, train_regions, cfg, step, accelerator.process_index)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        with accelerator.autocast():
+            loss = model(**batch).loss
+        accelerator.backward(loss)
+        if cfg.grad_clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        window.append(accelerator.reduce(loss.detach(), reduction="mean").item())
+        if not math.isfinite(window[-1]):
+            raise FloatingPointError(f"step {step}: training loss is {window[-1]}")
+
+        record: dict[str, float] = {}
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            record.update(train_loss=float(np.mean(window)), lr=scheduler.get_last_lr()[0])
+            window = []
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            record.update(evaluate(accelerator.unwrap_model(model), eval_set, accelerator))
+        if record and accelerator.is_main_process:
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps({"step": step, **record}) + "\n")
+            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "lr"})
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save_checkpoint(accelerator, cfg, step)
+
+    final = cfg.out / "final"
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        with atomic_dir(final) as tmp:
+            accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=accelerator.get_state_dict(model))
+            tokenizer.save_pretrained(tmp)
+        print(f"saved {final}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return final
+
+
+if __name__ == "__main__":
+    main(parse_args(PretrainConfig, description=__doc__))

@@ -1,0 +1,80 @@
+"""Baselines on the real mini benchmark: majority class, 1-NN label transfer, homology transfer (MMseqs2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from biotalk.baselines import (
+    best_hits,
+    homology_transfer,
+    majority_class,
+    nearest_neighbour_transfer,
+    translate_cds,
+)
+from biotalk.data import load_benchmark
+
+
+def test_majority_class_ignores_balancing_duplicates_and_breaks_ties_by_ec():
+    ecs = ["2.7.7.7", "1.1.1.1", "1.1.1.1", "2.7.7.7", "2.7.7.7"]
+    assert majority_class(ecs) == "2.7.7.7"
+    assert majority_class(ecs, [False, False, False, True, True]) == "1.1.1.1"
+    assert majority_class(["3.1.1.1", "1.2.3.4"]) == "1.2.3.4"
+
+
+def test_nearest_neighbour_transfers_the_closest_training_label():
+    train = np.eye(4, dtype=np.float32)
+    queries = np.array([[0.1, 0.0, 2.0, 0.2], [5.0, 0.1, 0.0, 0.0]], dtype=np.float32)
+    assert nearest_neighbour_transfer(train, ["1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4"], queries) == [
+        "3.3.3.3", "1.1.1.1"]
+
+
+def test_translation_matches_the_builder_protein_column(mini_benchmark):
+    """The fallback for published splits without proteins (Test-I is E. coli K-12: genetic code 11)."""
+    test1 = load_benchmark(mini_benchmark, "III")["test1"]
+    checked = 0
+    for dna, protein in zip(test1["Sequence"], test1["Protein"], strict=True):
+        if "U" in protein:  # selenoproteins: the builder honours /transl_except, a plain translation stops
+            assert translate_cds(dna)[1:] == protein[1 : protein.index("U")]
+            continue
+        assert translate_cds(dna)[1:] == protein.rstrip("*")[1:]  # the start codon may read as M or not
+        checked += 1
+    assert checked > 100
+
+
+def test_homology_finds_the_orthologs_that_training_holds(mini_benchmark):
+    """Test-I genes (E. coli K-12) whose UniRef90 cluster holds a Benchmark-I training protein of the same
+    EC (orthologs from the other E. coli genomes) must be found by MMseqs2 and get that EC."""
+    splits = load_benchmark(mini_benchmark, "I")
+    train, test1 = splits["train"], splits["test1"]
+    train_clusters = {(c, ec) for c, ec in zip(train["UniRef90"], train["EC"], strict=True)}
+    chosen = [i for i, (c, ec) in enumerate(zip(test1["UniRef90"], test1["EC"], strict=True))
+              if (c, ec) in train_clusters]
+    assert len(chosen) >= 5, "the mini benchmark should offer Test-I genes with orthologs in training"
+    queries = [test1["Protein"][i] for i in chosen]
+    truth = [test1["EC"][i] for i in chosen]
+    # negative control: a seeded shuffle of a real protein has the same composition and no homolog
+    shuffled = "".join(np.random.default_rng(0).permutation(list(queries[0])))
+    preds, hits = homology_transfer(queries + [shuffled], list(train["Protein"]), list(train["EC"]), threads=2)
+    assert preds[-1] is None
+    assert all(p is not None for p in preds[:-1])
+    assert np.mean([p == t for p, t in zip(preds, truth, strict=False)]) >= 0.9
+    assert (hits["evalue"] <= 1e-5).all() and hits["query"].is_unique().all()
+
+
+def test_best_hit_is_independent_of_target_order_and_respects_the_evalue(mini_benchmark):
+    train = load_benchmark(mini_benchmark, "III")["train"]
+    targets = sorted(set(train["Protein"]))[:60]
+    queries = [targets[3][5:], targets[40][: len(targets[40]) // 2]]
+    hits = best_hits(queries, targets, max_evalue=1e-5, threads=1)
+    assert dict(zip(hits["query"], hits["target"], strict=True)) == {0: 3, 1: 40}
+    reversed_hits = best_hits(queries, targets[::-1], max_evalue=1e-5, threads=1)
+    assert [targets[::-1][t] for t in reversed_hits["target"]] == [targets[3], targets[40]]
+    assert best_hits(queries, targets, max_evalue=1e-300, threads=1).height <= hits.height
+    assert best_hits([], targets, max_evalue=1e-5).height == 0
+
+
+@pytest.mark.parametrize("table", [11, 4])
+def test_translate_cds_stops_at_the_first_stop(table):
+    assert translate_cds("ATGAAATTTTAAGGG", table=table) == "MKF"
+    assert translate_cds("ATGTGGTGAAAATAA", table=table) == ("MW" if table == 11 else "MWWK")

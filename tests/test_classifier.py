@@ -1,0 +1,121 @@
+"""The EC classifier: label map, training, hierarchy-aware decoding, and train_classifier.py end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from biotalk.models.classifier import (
+    ECClassifier,
+    MLPConfig,
+    build_label_map,
+    decode_hierarchical,
+    encode_labels,
+    fit_classifier,
+    predict_proba,
+    score_predictions,
+    tradeoff,
+)
+
+CLASSES = ["1.2.3.4", "1.2.3.10", "1.2.4.1", "1.10.1.1", "2.7.7.7"]
+
+
+def _separable(ecs: list[str], n_per_class: int, seed: int, dim: int = 16) -> tuple[np.ndarray, list[str]]:
+    """Features where each class owns one axis: a correct model predicts every record right."""
+    rng = np.random.default_rng(seed)
+    labels = [ec for ec in ecs for _ in range(n_per_class)]
+    x = rng.normal(scale=0.3, size=(len(labels), dim)).astype(np.float32)
+    for row, ec in enumerate(labels):
+        x[row, CLASSES.index(ec) if ec in CLASSES else 0] += 3.0
+    return x, labels
+
+
+def test_label_map_is_hierarchy_ordered_normalised_and_unique():
+    labels = build_label_map(["1.10.1.1", " 1.2.3.10", "EC 1.2.3.4", "1.2.3.4", "2.7.7.7", "1.2.4.1"])
+    assert labels == ["1.2.3.4", "1.2.3.10", "1.2.4.1", "1.10.1.1", "2.7.7.7"]
+    assert encode_labels(["2.7.7.7", "1.2.3.04", "3.1.1.1"], labels).tolist() == [4, 0, -1]
+
+
+def test_test_labels_align_with_training_map_and_unseen_classes_score_wrong():
+    """The reference code rebuilt label indices per CSV: a test set holding only some classes, in another
+    order, got other indices, and an unseen class could take a seen class's index and count as correct."""
+    x_train, y_train = _separable(CLASSES, 30, seed=0)
+    x_valid, y_valid = _separable(CLASSES, 5, seed=1)
+    model, _ = fit_classifier(x_train, y_train, x_valid, y_valid, MLPConfig(epochs=15, batch_size=16))
+    # test split: two seen classes in reverse order, then an unseen class whose features mimic class index 0
+    x_seen, y_seen = _separable(["2.7.7.7", "1.2.4.1"], 10, seed=2)
+    x_unseen, _ = _separable(["1.2.3.4"], 10, seed=3)
+    y_unseen = ["3.1.1.1"] * 10
+    preds, _ = decode_hierarchical(predict_proba(model, np.vstack([x_seen, x_unseen])), model.labels, tau=0.0)
+    assert preds[:20] == y_seen  # indices decoded through the training map, not a per-split one
+    assert all(p == "1.2.3.4" for p in preds[20:])  # the model's real answer for the look-alikes...
+    scores = score_predictions(y_unseen, preds[20:])
+    assert scores["accuracy"] == 0.0 and scores["hP"] == 0.0  # ...is wrong for a class it never saw
+
+
+def test_fit_is_deterministic_under_the_seed_and_keeps_the_label_map(tmp_path):
+    x, y = _separable(CLASSES, 20, seed=0)
+    xv, yv = _separable(CLASSES, 4, seed=1)
+    cfg = MLPConfig(epochs=3, batch_size=8, seed=7)
+    a, hist_a = fit_classifier(x, y, xv, yv, cfg)
+    b, hist_b = fit_classifier(x, y, xv, yv, cfg)
+    c, _ = fit_classifier(x, y, xv, yv, MLPConfig(epochs=3, batch_size=8, seed=8))
+    assert hist_a == hist_b
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert not torch.equal(a.net[0].weight, c.net[0].weight)
+    a.save_pretrained(tmp_path)
+    loaded = ECClassifier.from_pretrained(tmp_path)
+    assert loaded.labels == build_label_map(y)
+    np.testing.assert_array_equal(predict_proba(loaded, xv), predict_proba(a, xv))
+
+
+def test_best_validation_epoch_is_kept():
+    x, y = _separable(CLASSES, 20, seed=0)
+    xv, yv = _separable(CLASSES, 4, seed=1)
+    model, history = fit_classifier(x, y, xv, yv, MLPConfig(epochs=6, batch_size=8))
+    best = max(history, key=lambda r: (r["valid_accuracy"], -r["valid_loss"]))
+    preds, _ = decode_hierarchical(predict_proba(model, xv), model.labels, 0.0)
+    assert score_predictions(yv, preds)["accuracy"] == pytest.approx(best["valid_accuracy"])
+
+
+def test_decoding_extremes_and_partial_nodes():
+    labels = CLASSES
+    probs = np.array([[0.30, 0.30, 0.20, 0.10, 0.10],  # 1.2.3.* holds 0.6, 1.2.* 0.8, 1.* 0.9
+                      [0.05, 0.05, 0.05, 0.05, 0.80]])
+    full, score = decode_hierarchical(probs, labels, tau=0.0)
+    assert full == ["1.2.3.4", "2.7.7.7"] and score.tolist() == [0.30, 0.80]
+    assert decode_hierarchical(probs, labels, tau=0.5)[0] == ["1.2.3.-", "2.7.7.7"]
+    assert decode_hierarchical(probs, labels, tau=0.75)[0] == ["1.2.-.-", "2.7.7.7"]
+    assert decode_hierarchical(probs, labels, tau=0.85)[0] == ["1.-.-.-", None]
+    none, none_score = decode_hierarchical(probs, labels, tau=1.01)
+    assert none == [None, None] and np.isnan(none_score).all()
+
+
+def test_decoding_on_random_probabilities_is_argmax_at_zero_and_monotone_in_tau():
+    rng = np.random.default_rng(0)
+    labels = ["1.1.1.1", "1.1.1.2", "1.1.2.1", "1.2.1.1", "2.1.1.1", "2.1.1.3", "3.5.1.n3"]
+    probs = rng.dirichlet(np.full(len(labels), 0.5), size=200)
+    preds, scores = decode_hierarchical(probs, labels, 0.0)
+    assert preds == [labels[i] for i in probs.argmax(1)]
+    np.testing.assert_allclose(scores, probs.max(1))
+    rows = tradeoff(probs, labels, [labels[i] for i in rng.integers(0, len(labels), 200)], [0, 0.3, 0.6, 0.9, 1.5])
+    depths = [r["mean_depth"] for r in rows]
+    assert depths == sorted(depths, reverse=True) and depths[0] == 4 and depths[-1] == 0
+    assert rows[-1]["coverage"] == 0 and rows[-1]["hR"] == 0
+    for tau in (0.3, 0.6):
+        preds, scores = decode_hierarchical(probs, labels, tau)
+        for row, (pred, score) in enumerate(zip(preds, scores, strict=True)):
+            if pred is None:
+                continue
+            prefix = pred.replace(".-", "")
+            members = [i for i, ec in enumerate(labels) if (ec + ".").startswith(prefix + ".")]
+            assert score == pytest.approx(probs[row, members].sum()) and score >= tau
+
+
+def test_score_block_layout():
+    block = score_predictions(["1.2.3.4", "2.7.7.7", "1.2.3.4"], ["1.2.3.4", "2.7.-.-", None])
+    assert set(block) == {"hP", "hR", "hF", "macro", "accuracy", "level_accuracy", "coverage", "n"}
+    assert (block["hP"], block["hR"]) == (1.0, 0.5)  # 6 of 6 predicted nodes right, 6 of 12 true nodes found
+    assert block["level_accuracy"] == pytest.approx([2 / 3, 2 / 3, 1 / 3, 1 / 3])
+    assert block["accuracy"] == pytest.approx(1 / 3) and block["coverage"] == pytest.approx(2 / 3)

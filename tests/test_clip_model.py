@@ -1,0 +1,191 @@
+"""BioTalk-CLIP model (tiny random LOLBERT + the real MiniLM text tower) and its data pipeline."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from biotalk.data.clip_data import (
+    ClipBatchSampler,
+    ClipCollator,
+    ClipDataset,
+    cached_text_features,
+    clip_split,
+    max_unique_batches,
+)
+from biotalk.losses import ClipLoss
+from biotalk.models.clip import BioTalkClipModel, build_clip_model
+
+SEQS = ["ATGAAACGCATTAGCACCACCATTACCACCACCATCACCATTACCACAGGTAACGGTGCGGGCTGA", "ATGCGTGTTTTAGGC", "ATGCCC" * 9]
+TEXTS = ["Catalyses the oxidation of an alcohol.", "A kinase acting on sugars.", "Hydrolyses peptide bonds."]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_lolbert):
+    torch.manual_seed(0)
+    return build_clip_model(tiny_lolbert, projection_dim=16)
+
+
+def _batch(model, seqs=SEQS):
+    enc = model.dna_encoder.tokenize(seqs)
+    return {k: enc[k] for k in ("input_ids", "attention_mask", "special_tokens_mask")}
+
+
+def test_forward_gives_unit_vectors_and_initial_temperature(model):
+    out = model(**_batch(model), text_features=model.embed_texts(TEXTS))
+    assert out.dna_embeds.shape == out.text_embeds.shape == (3, 16)
+    assert torch.allclose(out.dna_embeds.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(out.text_embeds.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert math.isclose(out.logit_scale.item(), 1 / 0.07, rel_tol=1e-5)
+
+
+def test_logit_scale_is_clamped_at_100(model):
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(1000.0))
+    try:
+        assert math.isclose(model.scale().item(), 100.0, rel_tol=1e-5)
+    finally:
+        with torch.no_grad():
+            model.logit_scale.fill_(math.log(1 / 0.07))
+
+
+def test_cached_text_features_equal_the_live_frozen_tower(model):
+    model.train()  # a frozen tower stays in eval mode, so its dropout is off even while training
+    assert not model.text_encoder.training
+    live = model.text_features(model.text_encoder.tokenize(TEXTS))
+    assert torch.allclose(live, model.embed_texts(TEXTS), atol=1e-5)
+    model.eval()
+
+
+def test_frozen_text_tower_gets_no_gradient_and_dna_tower_does(model):
+    model.train()
+    model.zero_grad()
+    out = model(**_batch(model), text_inputs=model.text_encoder.tokenize(TEXTS))
+    ClipLoss()(out.dna_embeds, out.text_embeds, out.logit_scale, torch.arange(3)).backward()
+    assert all(p.grad is None for p in model.text_encoder.parameters())
+    assert model.text_projection.weight.grad.abs().sum() > 0
+    assert model.logit_scale.grad is not None
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.dna_encoder.parameters())
+    model.zero_grad()
+    model.eval()
+
+
+def test_forward_needs_exactly_one_text_input(model):
+    with pytest.raises(ValueError, match="exactly one"):
+        model(**_batch(model))
+
+
+def test_padding_does_not_change_a_dna_embedding(model):
+    model.eval()
+    with torch.no_grad():
+        together = model(**_batch(model), text_features=model.embed_texts(TEXTS)).dna_embeds
+        alone = model(**_batch(model, SEQS[1:2]), text_features=model.embed_texts(TEXTS[1:2])).dna_embeds
+    assert torch.allclose(together[1], alone[0], atol=1e-5)
+
+
+def test_save_and_load_round_trip_is_self_contained(model, tmp_path):
+    model.eval()
+    with torch.no_grad():
+        model.dna_projection.weight.add_(0.5)  # a trained-looking head, not the fresh init
+    model.save_pretrained(tmp_path / "clip")
+    assert {p.name for p in (tmp_path / "clip").iterdir()} == {
+        "config.json", "model.safetensors", "dna_encoder", "text_encoder"
+    }
+    loaded = BioTalkClipModel.from_pretrained(tmp_path / "clip").eval()
+    with torch.no_grad():
+        a = model(**_batch(model), text_features=model.embed_texts(TEXTS))
+        b = loaded(**_batch(loaded), text_features=loaded.embed_texts(TEXTS))
+    assert torch.allclose(a.dna_embeds, b.dna_embeds, atol=1e-6)
+    assert torch.allclose(a.text_embeds, b.text_embeds, atol=1e-6)
+    assert loaded.config.freeze_text and loaded.config.projection_dim == 16
+
+
+def test_from_pretrained_rejects_a_non_clip_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a BioTalk-CLIP directory"):
+        BioTalkClipModel.from_pretrained(tmp_path)
+
+
+# -- data ------------------------------------------------------------------------------------------
+def _rows(ecs, texts=None):
+    n = len(ecs)
+    return {
+        "RecordId": [f"r{i}" for i in range(n)],
+        "Sequence": ["ACGT" * 10] * n,
+        "EC": ecs,
+        "DescriptionMasked": texts or [f"text of {ec}" for ec in ecs],
+    }
+
+
+def test_clip_split_indexes_unique_texts_and_rejects_bad_records():
+    split = clip_split(_rows(["1.1.1.1", "1.1.1.1", "2.7.1.1"]), "toy")
+    assert split.texts == ["text of 1.1.1.1", "text of 2.7.1.1"]
+    assert split.text_idx.tolist() == [0, 0, 1] and split.text_ecs == ["1.1.1.1", "2.7.1.1"]
+    assert split.ec_idx[0] == split.ec_idx[1] != split.ec_idx[2]
+    with pytest.raises(ValueError, match="toy: record r1: partial EC"):
+        clip_split(_rows(["1.1.1.1", "1.1.-.-"]), "toy")
+    with pytest.raises(ValueError, match="toy: record r1: text shared by ECs"):
+        clip_split(_rows(["1.1.1.1", "1.1.1.2"], ["same", "same"]), "toy")
+    rows = _rows(["1.1.1.1"])
+    rows["Sequence"] = [""]
+    with pytest.raises(ValueError, match="toy: record r0: empty Sequence"):
+        clip_split(rows, "toy")
+
+
+def test_collator_attaches_cached_features_by_text_index():
+    split = clip_split(_rows(["1.1.1.1", "2.2.2.2", "1.1.1.1"]), "toy")
+    table = torch.arange(len(split.texts) * 4, dtype=torch.float32).reshape(-1, 4)
+    collate = ClipCollator(lambda s: {k: torch.ones(len(s), 3) for k in ("input_ids", "attention_mask",
+                                                                        "special_tokens_mask")}, split.texts, table)
+    batch = collate([ClipDataset(split, 0, False)[i] for i in (2, 1)])
+    assert torch.equal(batch["text_features"], table[[0, 1]])
+    assert batch["labels"].tolist() == [split.ec_idx[2], split.ec_idx[1]]
+
+
+def test_random_crop_depends_on_seed_epoch_and_record_only():
+    split = clip_split({**_rows(["1.1.1.1"] * 2), "Sequence": ["ACGTTGCAAGGCCTTA" * 8] * 2}, "toy")
+    data = ClipDataset(split, 20, random_crop=True, seed=3)
+    first = [data[i]["sequence"] for i in range(2)]
+    assert all(len(s) == 20 and s in split.sequences[0] for s in first)
+    assert [ClipDataset(split, 20, True, seed=3)[i]["sequence"] for i in range(2)] == first
+    data.set_epoch(1)
+    assert [data[i]["sequence"] for i in range(2)] != first
+    assert ClipDataset(split, 20, random_crop=False)[0]["sequence"] == split.sequences[0][:20]
+
+
+@pytest.mark.parametrize("unique_ec", [False, True])
+def test_batch_sampler_is_seeded_and_full(unique_ec):
+    rng = np.random.default_rng(0)
+    ec_idx = np.concatenate([np.repeat(np.arange(40), rng.integers(1, 6, 40)), np.zeros(30, dtype=int)])
+    sampler = ClipBatchSampler(ec_idx, 16, seed=1, unique_ec=unique_ec)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) > 0 and all(len(b) == 16 for b in batches)
+    flat = [i for b in batches for i in b]
+    assert len(set(flat)) == len(flat)  # no record twice in an epoch
+    assert batches == list(ClipBatchSampler(ec_idx, 16, seed=1, unique_ec=unique_ec))
+    sampler.set_epoch(1)
+    assert list(sampler) != batches
+    if unique_ec:
+        assert all(len(set(ec_idx[b].tolist())) == 16 for b in batches)
+        assert len(sampler) == max_unique_batches(np.bincount(ec_idx), 16)
+
+
+def test_max_unique_batches_by_hand():
+    # counts 3, 3, 1 and batch 2: m=3 needs 6 slots and has min(3,3)+min(3,3)+1 = 7 -> 3 batches.
+    assert max_unique_batches(np.array([3, 3, 1]), 2) == 3
+    # one dominant EC: at most as many batches as the other ECs can fill beside it.
+    assert max_unique_batches(np.array([100, 1, 1]), 2) == 2
+
+
+def test_text_feature_cache_computes_once(tmp_path):
+    calls = []
+
+    def embed(texts):
+        calls.append(list(texts))
+        return torch.randn(len(texts), 4)
+
+    a = cached_text_features(embed, ["x", "y"], "enc", tmp_path)
+    b = cached_text_features(embed, ["x", "y"], "enc", tmp_path)
+    assert torch.equal(a, b) and len(calls) == 1
+    cached_text_features(embed, ["x", "y"], "other-encoder", tmp_path)
+    assert len(calls) == 2

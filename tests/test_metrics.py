@@ -1,0 +1,259 @@
+import math
+import warnings
+
+import numpy as np
+import pytest
+from hiclass import metrics as hm
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import silhouette_score
+
+from biotalk.ec import InvalidEC, ec_prefixes
+from biotalk.metrics import (
+    hierarchical_prf,
+    knn_hierarchical_precision,
+    level_accuracy,
+    level_accuracy_at_k,
+    silhouette,
+    stratified_sample,
+)
+
+# A small alphabet per level so that random pairs share prefixes often.
+LEVEL = st.sampled_from(["1", "2", "3"])
+
+
+@st.composite
+def ecs(draw, min_depth=1):
+    depth = draw(st.integers(min_depth, 4))
+    levels = [draw(LEVEL) for _ in range(depth)]
+    return ".".join(levels + ["-"] * (4 - depth))
+
+
+MISSING = st.sampled_from([None, "", "  "])
+PREDICTION = st.one_of(ecs(), ecs(min_depth=4), MISSING)
+TRUTH = st.one_of(ecs(min_depth=4), ecs())
+
+
+def hiclass_rows(values):
+    """hiclass input: one row per sample of prefix nodes, padded with '' (hiclass discards '')."""
+    return [list(ec_prefixes(v)) + [""] * (4 - len(ec_prefixes(v))) for v in values]
+
+
+def hiclass_scores(y_true, y_pred, average):
+    t, p = hiclass_rows(y_true), hiclass_rows(y_pred)
+    # The default zero_division="warn" scores an undefined F as 0 (zero_division=0 breaks hiclass macro).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        f1 = hm.f1(t, p, average)
+    return {"hP": hm.precision(t, p, average), "hR": hm.recall(t, p, average), "hF": f1}
+
+
+def is_missing(v):
+    return not ec_prefixes(v)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(TRUTH, PREDICTION), min_size=1, max_size=30))
+def test_micro_equals_hiclass(pairs):
+    y_true, y_pred = map(list, zip(*pairs, strict=True))
+    assume(not all(map(is_missing, y_pred)))  # hiclass divides by zero there
+    assert hierarchical_prf(y_true, y_pred, "micro") == hiclass_scores(y_true, y_pred, "micro")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(TRUTH, st.one_of(ecs(), ecs(min_depth=4))), min_size=1, max_size=30))
+def test_macro_equals_hiclass(pairs):
+    y_true, y_pred = map(list, zip(*pairs, strict=True))
+    assert hierarchical_prf(y_true, y_pred, "macro") == hiclass_scores(y_true, y_pred, "macro")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(TRUTH, PREDICTION), min_size=1, max_size=30))
+def test_macro_with_missing_scores_them_zero(pairs):
+    """hiclass cannot score a missing prediction per sample (0/0); ours counts it 0 in all three means."""
+    y_true, y_pred = map(list, zip(*pairs, strict=True))
+    expected = {}
+    for key in ("hP", "hR", "hF"):
+        per_sample = [
+            0.0 if is_missing(p) else hiclass_scores([t], [p], "micro")[key]
+            for t, p in zip(y_true, y_pred, strict=True)
+        ]
+        expected[key] = sum(per_sample) / len(per_sample)
+    got = hierarchical_prf(y_true, y_pred, "macro")
+    assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_all_missing_predictions_score_zero_where_hiclass_raises():
+    y_true, y_pred = ["1.2.3.4", "2.1.1.1"], [None, ""]
+    with pytest.raises(ZeroDivisionError):
+        hm.precision(hiclass_rows(y_true), hiclass_rows(y_pred))
+    for average in ("micro", "macro"):
+        assert hierarchical_prf(y_true, y_pred, average) == {"hP": 0.0, "hR": 0.0, "hF": 0.0}
+
+
+def test_partial_prediction_costs_recall_not_precision():
+    assert hierarchical_prf(["1.2.3.4"], ["1.2.-.-"]) == {"hP": 1.0, "hR": 0.5, "hF": pytest.approx(2 / 3)}
+    # A missing prediction adds nothing to the precision denominator.
+    assert hierarchical_prf(["1.2.3.4", "5.1.1.1"], ["1.2.3.4", None]) == {
+        "hP": 1.0,
+        "hR": 0.5,
+        "hF": pytest.approx(2 / 3),
+    }
+
+
+def test_levels_are_prefixes_not_digits():
+    """Raw digits would let 1.1.1.1 and 1.2.1.1 share three of four nodes; as prefixes they share one."""
+    assert hierarchical_prf(["1.1.1.1"], ["1.2.1.1"])["hP"] == 0.25
+    assert level_accuracy(["1.1.1.1"], ["1.2.1.1"]) == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_same_ec_written_differently_is_the_same_node():
+    assert hierarchical_prf(["1.2.3.4"], [" EC 01.2.3.4"])["hF"] == 1.0
+
+
+def test_bad_input_errors_name_the_sample():
+    with pytest.raises(InvalidEC, match=r"y_pred\[2\].*'1\.2\.3'"):
+        hierarchical_prf(["1.1.1.1"] * 3, ["1.1.1.1", None, "1.2.3"])
+    with pytest.raises(InvalidEC, match=r"y_true\[1\].*'x'"):
+        level_accuracy(["1.1.1.1", "x"], ["1.1.1.1", "1.1.1.1"])
+    with pytest.raises(TypeError, match=r"y_pred\[1\].*5"):
+        hierarchical_prf(["1.1.1.1"] * 2, ["1.1.1.1", 5])
+    with pytest.raises(TypeError, match="single string"):
+        hierarchical_prf("1.1.1.1", "1.1.1.1")  # the reference code's defect: scored per character
+    with pytest.raises(ValueError, match=r"y_true\[1\] is missing"):
+        hierarchical_prf(["1.1.1.1", None], ["1.1.1.1", "1.1.1.1"])
+    with pytest.raises(ValueError, match="samples"):
+        hierarchical_prf(["1.1.1.1"], ["1.1.1.1", "1.1.1.1"])
+    with pytest.raises(ValueError, match="empty"):
+        hierarchical_prf([], [])
+    with pytest.raises(ValueError, match="average"):
+        hierarchical_prf(["1.1.1.1"], ["1.1.1.1"], "weighted")
+    with pytest.raises(InvalidEC, match=r"neighbour_ecs\[1, 0\].*'1\.2'"):
+        knn_hierarchical_precision(["1.1.1.1"] * 2, [["1.1.1.1", None], ["1.2", "1.1.1.1"]])
+    with pytest.raises(ValueError, match="rectangular|shape"):
+        knn_hierarchical_precision(["1.1.1.1"] * 2, [["1.1.1.1"], ["1.1.1.1", "1.1.1.1"]])
+
+
+def slow_best_overlap(true, neighbours):
+    t = set(ec_prefixes(true))
+    return max(len(t & set(ec_prefixes(n))) for n in neighbours)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(1, 4).flatmap(
+        lambda k: st.lists(
+            st.tuples(TRUTH, st.lists(PREDICTION, min_size=k, max_size=k)), min_size=1, max_size=25
+        )
+    )
+)
+def test_knn_metrics_match_a_plain_python_oracle(rows):
+    y_true, neighbours = map(list, zip(*rows, strict=True))
+    expected = np.mean(
+        [slow_best_overlap(t, nb) / len(ec_prefixes(t)) for t, nb in zip(y_true, neighbours, strict=True)]
+    )
+    assert knn_hierarchical_precision(y_true, neighbours) == pytest.approx(expected, rel=1e-12)
+    acc = level_accuracy_at_k(y_true, neighbours)
+    for level in range(1, 5):
+        defined = [(t, nb) for t, nb in zip(y_true, neighbours, strict=True) if len(ec_prefixes(t)) >= level]
+        if not defined:
+            assert math.isnan(acc[level - 1])
+            continue
+        hits = [
+            any(
+                len(ec_prefixes(n)) >= level and ec_prefixes(n)[level - 1] == ec_prefixes(t)[level - 1]
+                for n in nb
+            )
+            for t, nb in defined
+        ]
+        assert acc[level - 1] == pytest.approx(np.mean(hits), rel=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(TRUTH, PREDICTION, PREDICTION), min_size=1, max_size=25))
+def test_knn_at_one_is_macro_recall_and_more_neighbours_never_hurt(rows):
+    y_true, first, second = map(list, zip(*rows, strict=True))
+    k1 = knn_hierarchical_precision(y_true, [[p] for p in first])
+    assert k1 == pytest.approx(hierarchical_prf(y_true, first, "macro")["hR"], rel=1e-12)
+    assert level_accuracy_at_k(y_true, [[p] for p in first]) == level_accuracy(y_true, first)
+    k2 = knn_hierarchical_precision(y_true, [[a, b] for a, b in zip(first, second, strict=True)])
+    assert k2 >= k1 - 1e-12
+
+
+def test_knn_precision_uses_the_best_neighbour_depth():
+    """The reference took the denominator from the last neighbour; the true EC's depth is the denominator."""
+    assert knn_hierarchical_precision(["1.2.3.4"], [["1.2.3.4", "1.2.-.-"]]) == 1.0
+    assert knn_hierarchical_precision(["1.2.3.4"], [["1.2.-.-", "9.9.9.9"]]) == 0.5
+    assert knn_hierarchical_precision(["1.2.-.-"], [["1.2.3.4"]]) == 1.0
+    # Full truths and full neighbours at k = 1: hP = hR = hF (the paper's remark).
+    y_true, nb = ["1.2.3.4", "2.1.1.1", "3.1.1.1"], ["1.2.3.5", "2.1.1.1", "4.1.1.1"]
+    prf = hierarchical_prf(y_true, nb)
+    assert (
+        knn_hierarchical_precision(y_true, [[p] for p in nb])
+        == pytest.approx(prf["hP"])
+        == pytest.approx(prf["hR"])
+    )
+
+
+def test_level_accuracy_counts_only_levels_the_truth_specifies():
+    y_true = ["1.2.3.4", "1.2.3.5", "2.1.-.-"]
+    y_pred = ["1.2.3.4", "1.2.9.9", "2.1.1.1"]
+    assert level_accuracy(y_true, y_pred) == [1.0, 1.0, 0.5, 0.5]
+    assert math.isnan(level_accuracy(["1.-.-.-"], ["1.1.1.1"])[1])
+
+
+def test_vectorised_path_agrees_with_hiclass_on_many_pairs():
+    rng = np.random.default_rng(0)
+    pool = [f"{a}.{b}.{c}.{d}" for a, b, c, d in rng.integers(1, 4, (60, 4))] + ["1.2.-.-", "3.-.-.-"]
+    y_true = [pool[i] for i in rng.integers(0, 60, 2000)]
+    y_pred = [pool[i] for i in rng.integers(0, len(pool), 2000)]
+    for average in ("micro", "macro"):
+        assert hierarchical_prf(y_true, y_pred, average) == hiclass_scores(y_true, y_pred, average)
+
+
+def clustered(n_classes, per_class, dim=16, seed=0, spread=0.05):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_classes, dim))
+    labels = np.repeat([f"1.{i // 3 + 1}.{i % 3 + 1}.1" for i in range(n_classes)], per_class)
+    x = np.repeat(centres, per_class, axis=0) + spread * rng.standard_normal((n_classes * per_class, dim))
+    return x, labels
+
+
+def test_silhouette_equals_sklearn_when_nothing_is_sampled_away():
+    x, labels = clustered(6, 8, spread=1.0)
+    for metric in ("cosine", "euclidean"):
+        result = silhouette(x, labels, metric=metric, per_class=50)
+        assert result.score == pytest.approx(silhouette_score(x, labels, metric=metric), rel=1e-9)
+        assert (result.n_samples, result.n_classes, result.n_singleton_classes) == (48, 6, 0)
+
+
+def test_silhouette_separated_clusters_score_high_and_sampling_is_seeded():
+    x, labels = clustered(6, 40)
+    a, b = silhouette(x, labels, seed=1), silhouette(x, labels, seed=1)
+    assert a == b and a.score > 0.9 and a.n_samples == 6 * 20
+    shuffled = silhouette(x, labels[np.random.default_rng(0).permutation(len(labels))])
+    assert shuffled.score < 0.1
+
+
+def test_silhouette_drops_singletons_and_truncates_levels():
+    x, labels = clustered(6, 5)
+    base = silhouette(x, labels)
+    lone = silhouette(np.vstack([x, np.full((1, x.shape[1]), 9.0)]), np.append(labels, "6.6.6.6"))
+    assert lone.score == pytest.approx(base.score) and lone.n_singleton_classes == 1
+    level2 = silhouette(x, labels, level=2)  # classes 1.1, 1.2: three fine classes each
+    assert level2.n_classes == 2 and level2.score < base.score
+    nan = silhouette(x[:5], labels[:5])
+    assert math.isnan(nan.score) and "needs 2" in nan.reason and math.isnan(float(nan))
+    with pytest.raises(ValueError, match="no level 4"):
+        silhouette(x[:2], ["1.2.-.-", "1.2.3.4"])
+
+
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=60), st.integers(1, 6), st.integers(0, 3))
+def test_stratified_sample_takes_min_of_class_size_and_quota(labels, per_class, seed):
+    labels = np.array(labels)
+    rows = stratified_sample(labels, per_class, seed)
+    assert len(set(rows.tolist())) == len(rows)
+    for value in np.unique(labels):
+        assert (labels[rows] == value).sum() == min(per_class, (labels == value).sum())
+    assert np.array_equal(rows, stratified_sample(labels, per_class, seed))

@@ -1,0 +1,150 @@
+"""Genome regions, held-out fragments and LOLBERT pretraining (tiny model, real genomes)."""
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer, RobertaForMaskedLM
+
+from biotalk.config import load_config
+from biotalk.data.errors import InputError
+from biotalk.data.fragments import reverse_complement
+from biotalk.data.genomes import draw_fragments, read_genomes, split_regions
+from biotalk.models.lolbert import VOCAB
+
+ROOT = Path(__file__).resolve().parents[1]
+RAW = ROOT / "data" / "raw"
+TINY = [
+    "model.num_hidden_layers=1", "model.hidden_size=32", "model.num_attention_heads=2",
+    "model.intermediate_size=64", "batch_size=8", "max_nt=80", "eval_fragments=24", "eval_batch_size=16",
+    "steps=6", "warmup_steps=2", "log_every=1", "eval_every=3", "save_every=2", "keep_checkpoints=2", "threads=1",
+]  # fmt: skip
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("pretrain_lolbert", ROOT / "scripts" / "pretrain_lolbert.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+pretrain = _load_script()
+
+
+@pytest.fixture(scope="module")
+def genomes():
+    regions, skipped = read_genomes(RAW / "genbank")
+    return regions
+
+
+def test_read_genomes_gives_whole_records(genomes):
+    sources = {g.source for g in genomes}
+    assert len(sources) == 15
+    k12 = [g for g in genomes if g.source.startswith("Escherichia_coli_K12")]
+    assert len(k12) == 1 and len(k12[0]) == 4_641_652 and k12[0].sequence.startswith("AGCTTTTCATTCTGACTGCA")
+    assert all(g.start == 0 and len(g.sequence) == len(g) for g in genomes)
+
+
+def test_read_genomes_rejects_an_empty_directory(tmp_path):
+    with pytest.raises(InputError, match=str(tmp_path)):
+        read_genomes(tmp_path)
+
+
+def test_split_holds_out_named_genomes_and_tails(genomes):
+    train, held = split_regions(genomes, ["Streptococcus_pyogenes"], 0.05)
+    assert not any("Streptococcus" in r.source for r in train)
+    assert [r for r in held if "Streptococcus" in r.source][0].end == 1_852_441
+    whole = {(g.source, g.record): g for g in genomes}
+    for r in train + held:
+        assert r.sequence == whole[(r.source, r.record)].sequence[r.start : r.end]
+    tails = {(r.source, r.record): r for r in held if "Streptococcus" not in r.source}
+    for r in train:  # each training region ends where its held-out tail begins
+        assert r.end == tails[(r.source, r.record)].start
+    with pytest.raises(InputError, match="Nonexistent"):
+        split_regions(genomes, ["Nonexistent"], 0.0)
+
+
+def test_fragments_lie_inside_their_region_and_are_seeded(genomes):
+    train, held = split_regions(genomes, ["Streptococcus_pyogenes"], 0.05)
+    frags = draw_fragments(held, 300, np.random.default_rng(3))
+    again = draw_fragments(held, 300, np.random.default_rng(3))
+    assert [f for _, f in frags] == [f for _, f in again]
+    assert any(f.reverse for _, f in frags) and not all(f.reverse for _, f in frags)
+    train_spans = {(r.source, r.record): (r.start, r.end) for r in train}
+    for region, frag in frags:
+        assert region.start <= frag.start and frag.start + frag.length <= region.end
+        forward = region.sequence[frag.start - region.start : frag.start - region.start + frag.length]
+        assert frag.sequence == (reverse_complement(forward) if frag.reverse else forward)
+        lo, hi = train_spans.get((region.source, region.record), (0, 0))
+        assert frag.start >= hi or frag.start + frag.length <= lo  # disjoint from training
+
+
+def test_heldout_set_is_fixed_and_fully_masked():
+    cfg = load_config(pretrain.PretrainConfig, ROOT / "configs/lolbert/mini.yaml", TINY)
+    regions, _ = read_genomes(RAW / "genbank")
+    _, held = split_regions(regions, cfg.heldout_genomes, cfg.heldout_fraction)
+    tok = pretrain.build_lolbert_tokenizer()
+    first, second = pretrain.heldout_batches(tok, held, cfg), pretrain.heldout_batches(tok, held, cfg)
+    assert len(first) == 2
+    for a, b in zip(first, second, strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        target = a["labels"] != -100
+        assert target.sum() > 0 and (a["input_ids"][target] == VOCAB.index("M")).all()
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(path / "model.safetensors")
+
+
+def test_pretrain_checkpoints_and_resume_reproduce_the_uninterrupted_run(tmp_path):
+    cfg_a = load_config(pretrain.PretrainConfig, ROOT / "configs/lolbert/mini.yaml", [*TINY, f"out={tmp_path / 'a'}"])
+    final_a = pretrain.main(cfg_a)
+    ckpts = sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir())
+    assert ckpts == ["step_4", "step_6"]  # keep_checkpoints=2 pruned step_2
+    log_a = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log_a] == [1, 2, 3, 4, 5, 6]
+    assert {"heldout_loss", "heldout_acc"} <= set(log_a[2]) and "heldout_acc" not in log_a[1]
+    assert all(np.isfinite(r["train_loss"]) for r in log_a)
+
+    # An interrupted run: it got to step 5 (logged) but its last checkpoint is step_4.
+    b = tmp_path / "b"
+    (b / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tmp_path / "a" / "checkpoints" / "step_4", b / "checkpoints" / "step_4")
+    (b / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log_a[:5]))
+    cfg_b = load_config(pretrain.PretrainConfig, ROOT / "configs/lolbert/mini.yaml", [*TINY, f"out={b}", "resume=latest"])
+    final_b = pretrain.main(cfg_b)
+    log_b = [json.loads(line) for line in (b / "metrics.jsonl").read_text().splitlines()]
+    assert log_b == log_a
+    wa, wb = _weights(final_a), _weights(final_b)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+    model = RobertaForMaskedLM.from_pretrained(final_a)
+    tok = AutoTokenizer.from_pretrained(final_a)
+    assert model.config.vocab_size == 9 and model.config.num_hidden_layers == 1
+    out = model(**tok(["ACGTACGT"], return_tensors="pt"))
+    assert out.logits.shape == (1, 10, 9)
+
+
+def test_accelerate_launch_cli(tmp_path):
+    out = tmp_path / "cli"
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+        str(ROOT / "scripts" / "pretrain_lolbert.py"), "--config", str(ROOT / "configs/lolbert/mini.yaml"),
+        *TINY, "steps=2", f"out={out}",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "final" / "model.safetensors").is_file() and (out / "checkpoints" / "step_2").is_dir()
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "pretrain_lolbert.py"), "--config", str(ROOT / "configs/lolbert/mini.yaml"), "nope=1"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "nope" in bad.stderr
