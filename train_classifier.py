@@ -68,10 +68,6 @@ def split_features(cfg: ClassifierConfig, splits, device: str) -> dict[str, np.n
     }
 
 
-def record_ids(ds) -> list[str]:
-    return list(ds["RecordId"]) if "RecordId" in ds.column_names else [str(i) for i in range(len(ds))]
-
-
 def plot_tradeoff(curves: dict[str, list[dict]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(4.5, 4))
     for split, rows in curves.items():
@@ -102,7 +98,7 @@ def main(cfg: ClassifierConfig) -> dict:
         preds, scores = decode_hierarchical(probs, model.labels, cfg.tau)
         metrics[split] = score_predictions(true, preds)
         curves[split] = tradeoff(probs, model.labels, true, cfg.tau_grid)
-        tables.append(pl.DataFrame({"split": split, "id": record_ids(splits[split]), "true_ec": true,
+        tables.append(pl.DataFrame({"split": split, "id": list(splits[split]["RecordId"]), "true_ec": true,
                                     "predicted_ec": preds,
                                     "score": [None if np.isnan(v) else float(v) for v in scores]},
                                    schema_overrides={"predicted_ec": pl.String, "score": pl.Float64}))

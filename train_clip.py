@@ -29,10 +29,16 @@ from transformers import get_cosine_schedule_with_warmup
 
 from biotalk.config import parse_args, to_dict
 from biotalk.data import load_benchmark
-from biotalk.data.clip_data import ClipBatchSampler, ClipCollator, ClipDataset, cached_text_features, clip_split
+from biotalk.data.clip_data import (
+    ClipBatchSampler,
+    ClipCollator,
+    ClipDataset,
+    cached_text_features,
+    clip_split,
+)
 from biotalk.data.describe import describe_ec
 from biotalk.data.enzyme import load_enzyme
-from biotalk.io import write_json
+from biotalk.io import write_json, write_text
 from biotalk.knn import knn_predict_ecs, knn_search
 from biotalk.losses import ClipLoss
 from biotalk.metrics import hierarchical_prf, knn_hierarchical_precision
@@ -189,6 +195,13 @@ if cfg.resume:
         print("resume=latest: no checkpoint yet, starting fresh")
 
 
+log_path = cfg.out / "train_log.jsonl"
+if is_main:  # a resumed run drops log lines written after its checkpoint; a fresh run starts a new log
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    old = log_path.read_text().splitlines() if log_path.is_file() else []
+    write_text(log_path, "".join(line + "\n" for line in old if json.loads(line)["step"] <= step))
+
+
 # -- evaluation (main process; every process waits) -----------------------------------------------
 @torch.no_grad()
 def embed_dna(m, split) -> tuple[np.ndarray, np.ndarray]:
@@ -251,7 +264,8 @@ def evaluate(m, names: list[str]) -> dict:
         unseen = np.array([ec not in seen for ec in split.ecs])
         zs = {**hierarchical_prf(split.ecs, pred), "n": len(split), "unseen_ec_records": int(unseen.sum())}
         if unseen.any():
-            zs["unseen_ec"] = hierarchical_prf([e for e, u in zip(split.ecs, unseen) if u], [p for p, u in zip(pred, unseen) if u])
+            idx = np.flatnonzero(unseen)
+            zs["unseen_ec"] = hierarchical_prf([split.ecs[i] for i in idx], [pred[i] for i in idx])
         out["zero_shot"][name] = zs
         _, nb = knn_search(index_feats, feats, max(cfg.knn_k))
         nb_ecs = knn_predict_ecs(index_split.ecs, nb)
@@ -271,7 +285,6 @@ def run_eval(names: list[str]) -> dict | None:
 model.train()
 start_epoch, skip = divmod(step, steps_per_epoch)
 bar = tqdm(total=total_steps, initial=step, desc="clip", disable=not is_main)
-log_path = cfg.out / "train_log.jsonl"
 for epoch in range(start_epoch, cfg.epochs):
     sampler.set_epoch(epoch)
     train_set.set_epoch(epoch)

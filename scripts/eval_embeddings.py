@@ -141,11 +141,11 @@ def markdown(rows: list[dict], skipped: list[dict], cfg: EvalConfig) -> str:
     for r in rows:
         hp = " | ".join(fmt(r["hP"][k]) for k in ks)
         lines.append(f"| {r['benchmark']} | {r['encoder']} | {r['pooling']} | {hp} | {r['n_queries']} | {r['n_index']} |")
-    lines += ["", "## Table 3: silhouette", "", "| benchmark | encoder | pooling | silhouette | samples | classes |",
-              "|---|---|---|---:|---:|---:|"]
+    lines += ["", "## Table 3: silhouette", "", "| benchmark | encoder | pooling | silhouette | samples | classes | note |",
+              "|---|---|---|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r['benchmark']} | {r['encoder']} | {r['pooling']} | {fmt(r['silhouette'])} | "
-                     f"{r['silhouette_samples']} | {r['silhouette_classes']} |")
+                     f"{r['silhouette_samples']} | {r['silhouette_classes']} | {r['silhouette_note']} |")
     if skipped:
         lines += ["", "Skipped encoders:", ""] + [f"- `{s['encoder']}`: {s['reason']}" for s in skipped]
     shown = [b for b in cfg.benchmarks if b in PAPER_TABLE2]

@@ -9,7 +9,8 @@ evaluation reads the first window (``eval_windows: first``) or averages the logi
 the whole gene (``eval_windows: mean``). A validation EC absent from training counts as an error.
 After every epoch the validation accuracy is measured; the best epoch is kept in ``out/model``, a
 ``from_pretrained`` directory (RoBERTa weights under ``roberta.*`` + classifier head + tokenizer) that
-``load_dna_encoder`` reads as an encoder. ``out/metrics.json`` holds the per-epoch history.
+``load_dna_encoder`` reads as an encoder, with its validation predictions in
+``out/valid_predictions.parquet``. ``out/metrics.json`` holds the per-epoch history.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
@@ -25,13 +27,13 @@ from transformers import AutoTokenizer, RobertaForSequenceClassification, get_sc
 
 from biotalk.config import parse_args, to_dict
 from biotalk.data import load_benchmark
-from biotalk.io import atomic_dir, write_json
+from biotalk.io import atomic_dir, atomic_path, write_json
 
 
 @dataclass
 class FinetuneConfig:
     model: Path = Path("runs/lolbert-mini/final")
-    data: Path = Path("runs/benchmarks-mini")
+    data: Path = Path("out/mini-benchmark")
     benchmark: str = "III"
     out: Path = Path("runs/lolbert-finetuned-mini")
     epochs: int = 3
@@ -92,18 +94,28 @@ def predict_logits(model, tokenizer, seqs: list[str], max_nt: int, how: str, bat
     return (sums / counts[:, None]).numpy()
 
 
-def accuracy(model, tokenizer, split, labels: dict[str, int], cfg: FinetuneConfig) -> dict[str, float]:
-    """Top-1 accuracy over a split; ECs the model cannot output count as errors."""
+def evaluate(model, tokenizer, split, labels: dict[str, int], cfg: FinetuneConfig) -> tuple[dict, pl.DataFrame]:
+    """Top-1 accuracy over a split (ECs the model cannot output count as errors) and the predictions."""
     logits = predict_logits(model, tokenizer, list(split["Sequence"]), cfg.max_nt, cfg.eval_windows, cfg.eval_batch_size)
     truth = np.array([labels.get(ec, -1) for ec in split["EC"]])
-    return {"accuracy": float((logits.argmax(1) == truth).mean()), "n": len(truth), "unseen_ec": int((truth < 0).sum())}
+    names = np.array(sorted(labels, key=labels.get))
+    best = logits.argmax(1)
+    preds = pl.DataFrame(
+        {"RecordId": list(split["RecordId"]), "EC": list(split["EC"]), "Predicted": names[best].tolist(),
+         "Logit": logits[np.arange(len(best)), best].tolist()}
+    )  # fmt: skip
+    scores = {"accuracy": float((best == truth).mean()), "n": len(truth), "unseen_ec": int((truth < 0).sum())}
+    return scores, preds
 
 
 def main(cfg: FinetuneConfig) -> dict:
     """Fine-tune; returns the metrics dict also written to ``out/metrics.json``."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
+    cuda = torch.cuda.is_available()
+    # cpu=True on a CPU-only machine: otherwise processes started by `accelerate launch --multi_gpu`
+    # each run alone as their own main process instead of joining one gloo group.
+    accelerator = Accelerator(cpu=not cuda, mixed_precision=cfg.mixed_precision if cuda else "no")
     data = load_benchmark(cfg.data, cfg.benchmark)
     train, valid = data["train"], data["valid"]
     labels = label_map(list(train["EC"]))
@@ -150,7 +162,7 @@ def main(cfg: FinetuneConfig) -> dict:
             losses.append(loss.item())
         plain = accelerator.unwrap_model(model)
         with accelerator.autocast():
-            val = accuracy(plain, tokenizer, valid, labels, cfg)
+            val, preds = evaluate(plain, tokenizer, valid, labels, cfg)
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), **{f"valid_{k}": v for k, v in val.items()}})
         accelerator.print(f"epoch {epoch}: train loss {history[-1]['train_loss']:.4f}, valid accuracy {val['accuracy']:.4f}")
         if val["accuracy"] > best and accelerator.is_main_process:
@@ -158,6 +170,8 @@ def main(cfg: FinetuneConfig) -> dict:
             with atomic_dir(cfg.out / "model") as tmp:
                 plain.save_pretrained(tmp)
                 tokenizer.save_pretrained(tmp)
+            with atomic_path(cfg.out / "valid_predictions.parquet") as tmp:
+                preds.write_parquet(tmp)
         accelerator.wait_for_everyone()
     metrics = {
         "best_valid_accuracy": max(h["valid_accuracy"] for h in history),

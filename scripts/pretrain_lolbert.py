@@ -5,9 +5,10 @@
 
 Training fragments are drawn on the fly; the batch of step ``s`` depends only on (seed, s, process),
 so a resumed run sees exactly the batches an uninterrupted run would. Held-out fragments (from held-out
-genomes/regions) are fixed by the seed. Outputs in ``out``: ``metrics.jsonl`` (step, train loss, lr,
-held-out loss and masked-token accuracy), ``checkpoints/step_N`` (Accelerate state), ``final/``
-(``from_pretrained`` RobertaForMaskedLM + tokenizer, safetensors).
+genomes/regions) are fixed by the seed and fully masked. Outputs in ``out``: ``metrics.jsonl`` (step,
+train loss, lr, held-out loss and masked-token accuracy), ``checkpoints/step_N`` (Accelerate state),
+``final/`` (``from_pretrained`` RobertaForMaskedLM + tokenizer, safetensors), ``summary.json`` (last
+held-out numbers, the majority-base floor, wall time of this invocation) and ``curve.png``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import math
 import re
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from transformers import RobertaForMaskedLM, get_scheduler
 
 from biotalk.config import parse_args, to_dict
 from biotalk.data.genomes import draw_fragments, read_genomes, split_regions
-from biotalk.io import atomic_dir, write_text
+from biotalk.io import atomic_dir, atomic_path, write_json, write_text
 from biotalk.models.lolbert import VOCAB, LolbertArch, build_lolbert_tokenizer, mask_tokens, roberta_config
 
 FIRST_BASE_ID = VOCAB.index("G")  # ids below are S, P, /S, N, M: never MLM targets
@@ -163,11 +165,37 @@ def trim_log(path: Path, last_step: int) -> None:
     write_text(path, "".join(line + "\n" for line in kept))
 
 
+def plot_curve(log_path: Path, png_path: Path, majority: float) -> None:
+    """Held-out loss and masked-base accuracy against step, with the majority-base floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if "heldout_acc" in line]
+    steps = [r["step"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    left.plot(steps, [r["heldout_loss"] for r in rows], marker=".")
+    left.set(xlabel="step", ylabel="held-out MLM loss (nats)")
+    right.plot(steps, [r["heldout_acc"] for r in rows], marker=".", label="LOLBERT")
+    right.axhline(majority, color="grey", linestyle="--", label="majority base")
+    right.axhline(0.25, color="grey", linestyle=":", label="uniform (25%)")
+    right.set(xlabel="step", ylabel="held-out masked-base accuracy")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
 def main(cfg: PretrainConfig) -> Path:
     """Pretrain; returns the ``final`` directory."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
+    cuda = torch.cuda.is_available()
+    # cpu=True on a CPU-only machine: otherwise processes started by `accelerate launch --multi_gpu`
+    # each run alone as their own main process instead of joining one gloo group.
+    accelerator = Accelerator(cpu=not cuda, mixed_precision=cfg.mixed_precision if cuda else "no")
     genomes, skipped = read_genomes(cfg.raw_dir / "genbank")
     train_regions, heldout_regions = split_regions(genomes, cfg.heldout_genomes, cfg.heldout_fraction)
     tokenizer = build_lolbert_tokenizer()
@@ -210,6 +238,7 @@ def main(cfg: PretrainConfig) -> Path:
             log_path.unlink(missing_ok=True)
 
     model.train()
+    started = time.time()
     window: list[float] = []
     bar = tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, disable=not accelerator.is_main_process)
     for step in bar:
@@ -246,7 +275,15 @@ def main(cfg: PretrainConfig) -> Path:
         with atomic_dir(final) as tmp:
             accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=accelerator.get_state_dict(model))
             tokenizer.save_pretrained(tmp)
-        print(f"saved {final}")
+        evals = [json.loads(line) for line in log_path.read_text().splitlines() if "heldout_acc" in line]
+        majority = majority_base_accuracy(eval_set)
+        summary = {"steps": cfg.steps, "resumed_from": start, "wall_s": round(time.time() - started, 1),
+                   "heldout_majority_base_acc": majority}  # fmt: skip
+        if evals:
+            summary.update(heldout_loss=evals[-1]["heldout_loss"], heldout_acc=evals[-1]["heldout_acc"])
+            plot_curve(log_path, cfg.out / "curve.png", majority)
+        write_json(cfg.out / "summary.json", summary)
+        print(f"saved {final}; {summary}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return final

@@ -99,7 +99,8 @@ def encoder_rows(splits, encoder: DNAEncoder, name: str, cfg: Table4Config, devi
         true = splits[split]["EC"]
         mlp_preds, _ = decode_hierarchical(predict_proba(model, feats[split]), model.labels, 0.0)
         nn_preds = nearest_neighbour_transfer(feats["train"], splits["train"]["EC"], feats[split])
-        rows.append({"split": split, "method": "MLP", "encoder": f"{name} ({pooling})",
+        rows.append({"split": split, "method": "MLP (z-scored features)" if cfg.mlp.standardize else "MLP",
+                     "encoder": f"{name} ({pooling})",
                      **score_predictions(true, mlp_preds)})
         rows.append({"split": split, "method": "1-NN label transfer", "encoder": f"{name} ({pooling})",
                      **score_predictions(true, nn_preds)})

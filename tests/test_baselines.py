@@ -42,6 +42,7 @@ def test_translation_matches_the_builder_protein_column(mini_benchmark):
     assert checked > 100
 
 
+@pytest.mark.slow
 def test_homology_finds_the_orthologs_that_training_holds(mini_benchmark):
     """Test-I genes (E. coli K-12) whose UniRef90 cluster holds a Benchmark-I training protein of the same
     EC (orthologs from the other E. coli genomes) must be found by MMseqs2 and get that EC."""

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
+from biotalk.config import load_config
+from biotalk.data import load_benchmark
 from biotalk.models.classifier import (
     ECClassifier,
     MLPConfig,
@@ -17,7 +23,9 @@ from biotalk.models.classifier import (
     score_predictions,
     tradeoff,
 )
+from train_classifier import ClassifierConfig, main
 
+CONFIG = Path(__file__).parents[1] / "configs/classifier/mini.yaml"
 CLASSES = ["1.2.3.4", "1.2.3.10", "1.2.4.1", "1.10.1.1", "2.7.7.7"]
 
 
@@ -57,7 +65,7 @@ def test_test_labels_align_with_training_map_and_unseen_classes_score_wrong():
 def test_fit_is_deterministic_under_the_seed_and_keeps_the_label_map(tmp_path):
     x, y = _separable(CLASSES, 20, seed=0)
     xv, yv = _separable(CLASSES, 4, seed=1)
-    cfg = MLPConfig(epochs=3, batch_size=8, seed=7)
+    cfg = MLPConfig(epochs=3, batch_size=8, seed=7, standardize=True)
     a, hist_a = fit_classifier(x, y, xv, yv, cfg)
     b, hist_b = fit_classifier(x, y, xv, yv, cfg)
     c, _ = fit_classifier(x, y, xv, yv, MLPConfig(epochs=3, batch_size=8, seed=8))
@@ -119,3 +127,54 @@ def test_score_block_layout():
     assert (block["hP"], block["hR"]) == (1.0, 0.5)  # 6 of 6 predicted nodes right, 6 of 12 true nodes found
     assert block["level_accuracy"] == pytest.approx([2 / 3, 2 / 3, 1 / 3, 1 / 3])
     assert block["accuracy"] == pytest.approx(1 / 3) and block["coverage"] == pytest.approx(2 / 3)
+
+
+def _run(mini_benchmark, tmp_path, name: str, *overrides: str) -> Path:
+    out = tmp_path / name
+    cfg = load_config(ClassifierConfig, CONFIG, [f"data={mini_benchmark}", f"out={out}",
+                                                 f"cache_dir={tmp_path / 'cache'}", "mlp.epochs=3", *overrides])
+    main(cfg)
+    return out
+
+
+@pytest.mark.slow
+def test_train_classifier_end_to_end_is_seeded_aligned_and_well_formed(mini_benchmark, tmp_path):
+    first = _run(mini_benchmark, tmp_path, "a", "mlp.standardize=true")
+    second = _run(mini_benchmark, tmp_path, "b", "mlp.standardize=true")
+    assert (first / "predictions.tsv").read_bytes() == (second / "predictions.tsv").read_bytes()
+    assert (first / "metrics.json").read_text() == (second / "metrics.json").read_text()
+
+    metrics = json.loads((first / "metrics.json").read_text())
+    assert set(metrics) == {"test1", "test2"}
+    for block in metrics.values():
+        assert set(block) == {"hP", "hR", "hF", "macro", "accuracy", "level_accuracy", "coverage", "n"}
+        assert set(block["macro"]) == {"hP", "hR", "hF"} and len(block["level_accuracy"]) == 4
+        assert all(0.0 <= block[k] <= 1.0 for k in ("hP", "hR", "hF", "accuracy", "coverage"))
+    splits = load_benchmark(mini_benchmark, "III")
+    model = ECClassifier.from_pretrained(first / "model")
+    assert model.labels == build_label_map(splits["train"]["EC"])
+    # Test-II ECs are absent from every training split: no index accident can make one right
+    assert not set(splits["test2"]["EC"]) & set(model.labels)
+    assert metrics["test2"]["accuracy"] == 0.0 and metrics["test2"]["level_accuracy"][3] == 0.0
+
+    table = pl.read_csv(first / "predictions.tsv", separator="\t")
+    assert table.columns == ["split", "id", "true_ec", "predicted_ec", "score"]
+    assert table.height == len(splits["test1"]) + len(splits["test2"])
+    test1 = table.filter(pl.col("split") == "test1")
+    assert test1["id"].to_list() == list(splits["test1"]["RecordId"])
+    assert set(test1["predicted_ec"]) <= set(model.labels)  # tau = 0: full training classes only
+    accuracy = (test1["true_ec"] == test1["predicted_ec"]).mean()
+    assert accuracy == pytest.approx(metrics["test1"]["accuracy"])
+
+    curves = json.loads((first / "tradeoff.json").read_text())
+    assert [r["tau"] for r in curves["test1"]] == load_config(ClassifierConfig, CONFIG).tau_grid
+    assert curves["test1"][0]["hP"] == pytest.approx(metrics["test1"]["hP"])
+    assert (first / "tradeoff.png").stat().st_size > 0
+
+
+def test_a_threshold_above_one_predicts_nothing(mini_benchmark, tmp_path):
+    out = _run(mini_benchmark, tmp_path, "abstain", "tau=1.5", "mlp.epochs=1")
+    table = pl.read_csv(out / "predictions.tsv", separator="\t")
+    assert table["predicted_ec"].null_count() == table.height and table["score"].null_count() == table.height
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test1"]["coverage"] == 0.0 and metrics["test1"]["hR"] == 0.0

@@ -1,3 +1,5 @@
+from itertools import pairwise
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -72,4 +74,4 @@ def test_roundtrip_and_prefix_property(nums, depth):
     assert parse_ec(str(ec)) == ec
     prefixes = ec.prefixes()
     assert len(prefixes) == depth
-    assert all(b.startswith(a + ".") for a, b in zip(prefixes, prefixes[1:]))
+    assert all(b.startswith(a + ".") for a, b in pairwise(prefixes))

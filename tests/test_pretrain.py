@@ -87,10 +87,9 @@ def test_fragments_lie_inside_their_region_and_are_seeded(genomes):
         assert frag.start >= hi or frag.start + frag.length <= lo  # disjoint from training
 
 
-def test_heldout_set_is_fixed_and_fully_masked():
+def test_heldout_set_is_fixed_and_fully_masked(genomes):
     cfg = load_config(pretrain.PretrainConfig, ROOT / "configs/lolbert/mini.yaml", TINY)
-    regions, _ = read_genomes(RAW / "genbank")
-    _, held = split_regions(regions, cfg.heldout_genomes, cfg.heldout_fraction)
+    _, held = split_regions(genomes, cfg.heldout_genomes, cfg.heldout_fraction)
     tok = pretrain.build_lolbert_tokenizer()
     first, second = pretrain.heldout_batches(tok, held, cfg), pretrain.heldout_batches(tok, held, cfg)
     assert len(first) == 2
@@ -113,6 +112,10 @@ def test_pretrain_checkpoints_and_resume_reproduce_the_uninterrupted_run(tmp_pat
     assert [r["step"] for r in log_a] == [1, 2, 3, 4, 5, 6]
     assert {"heldout_loss", "heldout_acc"} <= set(log_a[2]) and "heldout_acc" not in log_a[1]
     assert all(np.isfinite(r["train_loss"]) for r in log_a)
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["heldout_acc"] == log_a[-1]["heldout_acc"] and summary["resumed_from"] == 0
+    assert 0.25 < summary["heldout_majority_base_acc"] < 0.5
+    assert (tmp_path / "a" / "curve.png").read_bytes()[:4] == b"\x89PNG"
 
     # An interrupted run: it got to step 5 (logged) but its last checkpoint is step_4.
     b = tmp_path / "b"
@@ -133,6 +136,7 @@ def test_pretrain_checkpoints_and_resume_reproduce_the_uninterrupted_run(tmp_pat
     assert out.logits.shape == (1, 10, 9)
 
 
+@pytest.mark.slow
 def test_accelerate_launch_cli(tmp_path):
     out = tmp_path / "cli"
     cmd = [

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+from fixtures.data import ROOT
 
 from biotalk.data.balance import balance, median_target
 from biotalk.data.cluster import cluster_proteins
 from biotalk.data.genbank import read_genbank_dir
 from biotalk.data.split import assign_splits, split_benchmarks, with_dna_key
-from fixtures.data import ROOT
 
 
 def _rows(ec: str, n50: int, per50: int = 1, n90: int = 1, prefix: str = "") -> list[dict]:
@@ -184,6 +184,7 @@ def small_genome() -> pl.DataFrame:
     return df
 
 
+@pytest.mark.slow
 def test_cluster_proteins_nested_and_cached(small_genome: pl.DataFrame, tmp_path) -> None:
     base = small_genome.unique("Protein").sort("RecordId").head(60)
     seq = base["Protein"][0]

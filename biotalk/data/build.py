@@ -254,7 +254,8 @@ def _write(out: Path, cfg: BuildConfig, splits: dict[str, pl.DataFrame], removed
     )
     rejects_df.write_csv(out / "rejects.tsv", separator="\t")
     removed.write_csv(out / "removed.tsv", separator="\t")
-    build = {"config": to_dict(cfg), "balance_targets": targets, "rejects": len(rejects), "removed": removed.height}
+    config = {k: v for k, v in to_dict(cfg).items() if k != "out"}  # the output folder may move; bytes must not
+    build = {"config": config, "balance_targets": targets, "rejects": len(rejects), "removed": removed.height}
     (out / "build.json").write_text(json.dumps(build, indent=2, sort_keys=True) + "\n")
     sources = Path(cfg.raw_dir) / "SOURCES.md"
     if sources.is_file():
@@ -273,33 +274,32 @@ def build_benchmarks(cfg: BuildConfig) -> Path:
     an empty result, leaving no output behind."""
     enzyme_dat = _raw_path(cfg, cfg.enzyme_dat)
     enzclass = [_raw_path(cfg, p) for p in cfg.enzclass]
-    steps = tqdm(total=6, desc="build", unit="step")
-    steps.set_postfix_str("ENZYME")
-    db = load_enzyme(enzyme_dat, enzclass)
-    steps.update()
-    steps.set_postfix_str("GenBank")
-    records, rejects = read_genbank_dir(cfg.raw_dir)
-    records, ec_rejects = resolve_ecs(records, db)
-    rejects = rejects + ec_rejects
-    if records.is_empty():
-        raise InputError(f"empty result: no usable CDS record in {Path(cfg.raw_dir) / 'genbank'}")
-    steps.update()
-    steps.set_postfix_str("MMseqs2 clusters")
-    with tempfile.TemporaryDirectory(prefix="biotalk-cluster-") as workdir:
-        ids = [float(i) for i in cfg.identities]
-        records = cluster_proteins(records, ids, cfg.coverage, cfg.threads, workdir, cfg.cache_dir)
-    steps.update()
-    steps.set_postfix_str("descriptions")
-    records = describe_records(records, db, cfg.seed)
-    steps.update()
-    steps.set_postfix_str("splits")
-    splits, removed, targets = assemble(records, cfg)
-    steps.update()
-    steps.set_postfix_str("write")
-    inputs = [enzyme_dat, *enzclass, *genbank_files(cfg.raw_dir)]
-    with atomic_dir(cfg.out) as tmp:
-        stats = _write(tmp, cfg, splits, removed, rejects, targets, inputs)
-    steps.update()
-    steps.close()
+    with tqdm(total=6, desc="build", unit="step") as steps:  # closed before an error reaches the caller
+        steps.set_postfix_str("ENZYME")
+        db = load_enzyme(enzyme_dat, enzclass)
+        steps.update()
+        steps.set_postfix_str("GenBank")
+        records, rejects = read_genbank_dir(cfg.raw_dir)
+        records, ec_rejects = resolve_ecs(records, db)
+        rejects = rejects + ec_rejects
+        if records.is_empty():
+            raise InputError(f"empty result: no usable CDS record in {Path(cfg.raw_dir) / 'genbank'}")
+        steps.update()
+        steps.set_postfix_str("MMseqs2 clusters")
+        with tempfile.TemporaryDirectory(prefix="biotalk-cluster-") as workdir:
+            ids = [float(i) for i in cfg.identities]
+            records = cluster_proteins(records, ids, cfg.coverage, cfg.threads, workdir, cfg.cache_dir)
+        steps.update()
+        steps.set_postfix_str("descriptions")
+        records = describe_records(records, db, cfg.seed)
+        steps.update()
+        steps.set_postfix_str("splits")
+        splits, removed, targets = assemble(records, cfg)
+        steps.update()
+        steps.set_postfix_str("write")
+        inputs = [enzyme_dat, *enzclass, *genbank_files(cfg.raw_dir)]
+        with atomic_dir(cfg.out) as tmp:
+            stats = _write(tmp, cfg, splits, removed, rejects, targets, inputs)
+        steps.update()
     print(format_table1(stats))
     return Path(cfg.out)

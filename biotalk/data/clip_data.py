@@ -52,7 +52,7 @@ class ClipSplit:
     def text_ecs(self) -> list[str]:
         """The EC of each unique text (a masked description names one EC in our benchmarks)."""
         out = [""] * len(self.texts)
-        for t, ec in zip(self.text_idx.tolist(), self.ecs):
+        for t, ec in zip(self.text_idx.tolist(), self.ecs, strict=True):
             out[t] = ec
         return out
 
@@ -66,7 +66,7 @@ def clip_split(rows, name: str, text_column: str = "DescriptionMasked") -> ClipS
     ids = [str(r) for r in rows["RecordId"]]
     seqs, raw_ecs, raw_texts = list(rows["Sequence"]), list(rows["EC"]), list(rows[text_column])
     ecs: list[str] = []
-    for rid, seq, ec, text in zip(ids, seqs, raw_ecs, raw_texts):
+    for rid, seq, ec, text in zip(ids, seqs, raw_ecs, raw_texts, strict=True):
         if not seq:
             raise ValueError(f"{name}: record {rid}: empty Sequence")
         if not text or not str(text).strip():
@@ -80,7 +80,7 @@ def clip_split(rows, name: str, text_column: str = "DescriptionMasked") -> ClipS
         ecs.append(str(parsed))
     texts, text_idx, text_ec = [], [], {}
     index: dict[str, int] = {}
-    for rid, text, ec in zip(ids, raw_texts, ecs):
+    for rid, text, ec in zip(ids, raw_texts, ecs, strict=True):
         if text not in index:
             index[text] = len(texts)
             texts.append(text)

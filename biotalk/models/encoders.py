@@ -72,7 +72,7 @@ class DNAEncoder(nn.Module):
 
     def sequence_ids(self, seqs: list[str]) -> list[list[int]]:
         """Token ids of whole genes without special tokens (the input to windowing)."""
-        return self.tokenizer([s.upper() for s in seqs], add_special_tokens=False)["input_ids"]
+        return self.tokenizer([s.upper() for s in seqs], add_special_tokens=False, verbose=False)["input_ids"]
 
     def tokenize(self, seqs: list[str]) -> BatchEncoding:
         """A padded batch, truncated to ``max_tokens``, with its special-tokens mask."""

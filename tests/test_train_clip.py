@@ -1,0 +1,147 @@
+"""train_clip.py end to end on a small benchmark written in the real file layout: metrics, resume, and
+two real processes (accelerate launch, gloo) training exactly like one process with the same global batch.
+
+Towers: a seeded random tiny LOLBERT without dropout (so runs can be compared step by step) and the real
+all-MiniLM-L6-v2, frozen with cached embeddings. ENZYME is a subset of the real 2018 release.
+"""
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from transformers import RobertaForMaskedLM
+
+from biotalk.data.describe import describe_ec
+from biotalk.data.enzyme import load_enzyme
+from biotalk.models.clip import BioTalkClipModel
+from biotalk.models.lolbert import LolbertArch, build_lolbert_tokenizer, roberta_config
+
+ROOT = Path(__file__).resolve().parents[1]
+RAW = ROOT / "data" / "raw" / "expasy_enzyme"
+ENZYME_DAT, ENZCLASS = RAW / "enzyme_2018-09-12.dat.gz", RAW / "enzclass_2018-09-12.txt.gz"
+SEEN = ["1.1.1.1", "2.7.1.1", "3.4.21.4", "4.2.1.1", "5.3.1.9", "6.3.2.4", "1.11.1.6", "2.3.1.9"]
+UNSEEN = ["3.1.1.3", "1.2.1.12", "4.1.1.49", "2.7.7.7"]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+
+
+def _enzyme_subset(path: Path, ecs: list[str]) -> None:
+    """The real ENZYME entries of ``ecs`` in the release's own format (a small candidate set)."""
+    blocks = gzip.open(ENZYME_DAT, "rt").read().split("//\n")
+    keep = [b for b in blocks if any(f"ID   {ec}\n" in b for ec in ecs)]
+    assert len(keep) == len(ecs)
+    path.write_text("".join(b + "//\n" for b in keep))
+
+
+def _records(ecs: list[str], per_ec: int, db, rng, tag: str) -> pl.DataFrame:
+    rows = []
+    for ec in ecs:
+        for i in range(per_ec):
+            seq = "ATG" + "".join(rng.choice(list("ACGT"), int(rng.integers(150, 300))))
+            text = describe_ec(ec, db, template_id=i % 10, masked=True)
+            rows.append({"EmblCdsId": f"{tag}{ec}-{i}", "EC": ec, "Sequence": seq, "Description": text,
+                         "DescriptionMasked": text})
+    return pl.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("clip")
+    db = load_enzyme(ENZYME_DAT, ENZCLASS)
+    rng = np.random.default_rng(0)
+    bench = root / "bench"
+    (bench / "Benchmark-III").mkdir(parents=True)
+    (bench / "Test").mkdir()
+    _records(SEEN, 6, db, rng, "tr").write_parquet(bench / "Benchmark-III" / "Train.parquet")
+    _records(SEEN, 1, db, rng, "va").write_parquet(bench / "Benchmark-III" / "Valid.parquet")
+    _records(SEEN, 2, db, rng, "t1").write_parquet(bench / "Test" / "test1.parquet")
+    _records(UNSEEN, 2, db, rng, "t2").write_parquet(bench / "Test" / "test2.parquet")
+    _enzyme_subset(root / "enzyme.dat", SEEN + UNSEEN)
+    torch.manual_seed(0)
+    arch = LolbertArch(num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    RobertaForMaskedLM(roberta_config(arch)).save_pretrained(root / "lolbert")
+    build_lolbert_tokenizer().save_pretrained(root / "lolbert")
+    return {"root": root, "args": [
+        f"data={bench}", "benchmark=III", f"enzyme_dat={root / 'enzyme.dat'}", f"enzclass=[{ENZCLASS}]",
+        f"dna_encoder={root / 'lolbert'}", f"cache_dir={root / 'cache'}", "projection_dim=16", "window_nt=60",
+        "batch_size=8", "epochs=2", "lr=0.001", "warmup_steps=2", "trackers=[]", "eval_batch_size=16",
+        "knn_k=[1,3]",
+    ]}
+
+
+def _run(setup, out: str, *extra: str, launcher: list[str] | None = None) -> Path:
+    out_dir = setup["root"] / out
+    cmd = [*(launcher or [sys.executable]), str(ROOT / "train_clip.py"), f"out={out_dir}", *setup["args"], *extra]
+    done = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out_dir
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def single(setup) -> Path:
+    return _run(setup, "single", "checkpoint_every=3", "keep_checkpoints=5")
+
+
+def test_metrics_layout_and_ranges(single):
+    metrics = json.loads((single / "metrics.json").read_text())
+    for direction in ("dna_to_text", "text_to_dna"):
+        r = metrics["retrieval"][direction]
+        assert 0 <= r["R@1"] <= r["R@5"] <= r["R@10"] <= 1
+    for split in ("test1", "test2"):
+        zs = metrics["zero_shot"][split]
+        assert {"hP", "hR", "hF"} <= set(zs) and all(0 <= zs[k] <= 1 for k in ("hP", "hR", "hF"))
+        assert set(metrics["knn"][split]) == {"k=1", "k=3"}
+        assert metrics["knn"][split]["k=1"] <= metrics["knn"][split]["k=3"]  # more neighbours, best overlap
+    # Test-II ECs never occur in training: zero-shot still names them from their ENZYME descriptions.
+    assert metrics["zero_shot"]["test2"]["unseen_ec_records"] == len(UNSEEN) * 2
+    assert [h["epoch"] for h in metrics["history"]] == [0, 1]
+    log = _log(single)
+    assert [r["step"] for r in log] == list(range(1, 13))  # 48 records / 8 = 6 steps, 2 epochs
+    assert log[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine schedule ends at zero
+    assert BioTalkClipModel.from_pretrained(single / "final").config.projection_dim == 16
+
+
+def test_training_lowers_the_loss(single):
+    log = _log(single)
+    assert np.mean([r["loss"] for r in log[-3:]]) < np.mean([r["loss"] for r in log[:3]])
+
+
+def test_resume_latest_continues_exactly(setup, single):
+    resumed = setup["root"] / "resumed"
+    shutil.copytree(single, resumed)
+    for path in ("final", "metrics.json"):
+        shutil.rmtree(resumed / path) if (resumed / path).is_dir() else (resumed / path).unlink()
+    for ckpt in (resumed / "checkpoints").iterdir():
+        if int(ckpt.name.split("_")[1]) > 9:
+            shutil.rmtree(ckpt)
+    lines = (resumed / "train_log.jsonl").read_text().splitlines()[:9]
+    (resumed / "train_log.jsonl").write_text("\n".join(lines) + "\n")
+    _run(setup, "resumed", "checkpoint_every=3", "keep_checkpoints=5", "resume=latest")
+    a, b = _log(single), _log(resumed)
+    assert [r["step"] for r in b] == list(range(1, 13))
+    assert np.allclose([r["loss"] for r in a], [r["loss"] for r in b], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_with_the_same_global_batch(setup, single):
+    launcher = [sys.executable, "-m", "accelerate.commands.launch",
+                "--config_file", str(ROOT / "configs" / "accelerate" / "cpu_two_process.yaml"),
+                "--main_process_port", "29533"]
+    two = _run(setup, "two", "epochs=2", "eval_each_epoch=false", launcher=launcher)
+    one, two_log = _log(single), _log(two)
+    assert len(two_log) == len(one) == 12
+    # Same losses step after step: the gathered loss and the gradients equal the single-process ones.
+    assert np.allclose([r["loss"] for r in one], [r["loss"] for r in two_log], rtol=1e-4, atol=1e-5)
+    assert json.loads((two / "metrics.json").read_text())["zero_shot"]["test2"]["n"] == len(UNSEEN) * 2
