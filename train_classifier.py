@@ -120,4 +120,7 @@ def main(cfg: ClassifierConfig) -> dict:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main(parse_args(ClassifierConfig, description=__doc__))
+    try:
+        main(parse_args(ClassifierConfig, description=__doc__))
+    except FileNotFoundError as err:  # missing benchmark files or encoder directory: one line, no traceback
+        raise SystemExit(f"error: {err}") from None

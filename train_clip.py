@@ -95,6 +95,8 @@ if cfg.ec_batches not in ("soft", "unique"):
     raise SystemExit(f"error: ec_batches must be soft or unique, got {cfg.ec_batches!r}")
 trackers = [t for t in cfg.trackers if t != "wandb" or importlib.util.find_spec("wandb")]
 accelerator = Accelerator(
+    # Without CUDA, Accelerate forms a multi-process (gloo) group only when told to use the CPU.
+    cpu=not torch.cuda.is_available(),
     mixed_precision=cfg.mixed_precision or None,
     gradient_accumulation_steps=cfg.grad_accum,
     dataloader_config=DataLoaderConfiguration(split_batches=True),
@@ -130,12 +132,13 @@ dna_tokenize = model.dna_encoder.tokenize
 
 
 def text_table(texts: list[str]) -> torch.Tensor:
-    """Frozen text-tower embeddings, computed once (main process first, the others read its cache)."""
-    with accelerator.main_process_first():
-        return cached_text_features(model.embed_texts, texts, model.config.text_encoder, cache_dir)
+    """Frozen text-tower embeddings, computed once per unique text and cached on disk."""
+    m = accelerator.unwrap_model(model)
+    return cached_text_features(m.embed_texts, texts, m.config.text_encoder, cache_dir)
 
 
-train_text = text_table(train.texts) if cfg.freeze_text else None
+with accelerator.main_process_first():  # the main process fills the cache, the others read it
+    train_text = text_table(train.texts) if cfg.freeze_text else None
 collate = ClipCollator(
     dna_tokenize, train.texts, train_text, None if cfg.freeze_text else model.text_encoder.tokenize
 )
@@ -286,6 +289,8 @@ model.train()
 start_epoch, skip = divmod(step, steps_per_epoch)
 bar = tqdm(total=total_steps, initial=step, desc="clip", disable=not is_main)
 for epoch in range(start_epoch, cfg.epochs):
+    # Accelerate's loader re-sets its sampler's epoch from its own counter on every pass: set all three.
+    loader.set_epoch(epoch)
     sampler.set_epoch(epoch)
     train_set.set_epoch(epoch)
     batches = accelerator.skip_first_batches(loader, skip * cfg.grad_accum) if skip else loader

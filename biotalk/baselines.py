@@ -26,8 +26,8 @@ from biotalk.knn import knn_search
 
 def majority_class(train_ecs: Sequence[str], is_duplicate: Sequence[bool] | None = None) -> str:
     """Most frequent training EC over genuine records (balancing duplicates left out); ties: smallest EC."""
-    keep = [ec for i, ec in enumerate(train_ecs) if is_duplicate is None or not is_duplicate[i]]
-    counts = Counter(normalize_ec(ec) for ec in keep)
+    flags = [False] * len(train_ecs) if is_duplicate is None else list(is_duplicate)
+    counts = Counter(normalize_ec(ec) for ec, dup in zip(train_ecs, flags, strict=True) if not dup)
     return min(counts, key=lambda ec: (-counts[ec], ec))
 
 

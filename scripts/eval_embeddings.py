@@ -92,15 +92,23 @@ def unique_rows(ds) -> np.ndarray:
     return np.flatnonzero(~np.asarray(ds["IsDuplicate"], dtype=bool))
 
 
-def evaluate(encoder: DNAEncoder, name: str, benchmark: str, splits, cfg: EvalConfig) -> list[dict]:
-    poolings = usable_poolings(encoder, cfg.poolings)
+def split_vectors(encoder: DNAEncoder, benchmarks: dict, cfg: EvalConfig) -> dict:
+    """``{benchmark: {split: {pooling: array}}}`` for the splits the tables need. The benchmarks share
+    genes (II is drawn from I, IV from III, all share the tests), so each distinct gene is embedded
+    once, through the cache, and the rows are looked up per split."""
     needed = dict.fromkeys([cfg.index_split, cfg.query_split, cfg.silhouette_split])
-    vectors = {
-        split: embed_cached(encoder, list(splits[split]["Sequence"]), poolings, cfg.cache_dir,
-                            tag=f"{benchmark}-{split}", batch_size=cfg.batch_size, window=cfg.window,
-                            stride=cfg.stride, truncate=cfg.truncate)
-        for split in needed
-    }
+    seqs = {b: {split: list(splits[split]["Sequence"]) for split in needed} for b, splits in benchmarks.items()}
+    union = list(dict.fromkeys(s for per_split in seqs.values() for split_seqs in per_split.values() for s in split_seqs))
+    poolings = usable_poolings(encoder, cfg.poolings)
+    table = embed_cached(encoder, union, poolings, cfg.cache_dir, tag="eval", batch_size=cfg.batch_size,
+                         window=cfg.window, stride=cfg.stride, truncate=cfg.truncate)
+    row = {s: i for i, s in enumerate(union)}
+    return {b: {split: {p: table[p][[row[s] for s in split_seqs]] for p in poolings}
+                for split, split_seqs in per_split.items()} for b, per_split in seqs.items()}
+
+
+def evaluate(name: str, benchmark: str, splits, vectors: dict, cfg: EvalConfig) -> list[dict]:
+    poolings = list(vectors[cfg.query_split])
     index_rows = unique_rows(splits[cfg.index_split])
     index_ecs = np.asarray(splits[cfg.index_split]["EC"], dtype=object)[index_rows]
     query_ecs = list(splits[cfg.query_split]["EC"])
@@ -117,8 +125,8 @@ def evaluate(encoder: DNAEncoder, name: str, benchmark: str, splits, cfg: EvalCo
             "encoder": name, "benchmark": benchmark, "pooling": pooling,
             "hP": {str(k): knn_hierarchical_precision(query_ecs, [n[:k] for n in neighbours]) for k in cfg.ks},
             "level_accuracy": {str(k): level_accuracy_at_k(query_ecs, [n[:k] for n in neighbours]) for k in cfg.ks},
-            "silhouette": None if np.isnan(sil.score) else sil.score, "silhouette_samples": sil.n_samples, "silhouette_classes": sil.n_classes,
-            "silhouette_note": sil.reason, "n_index": len(index_rows), "n_queries": len(query_ecs),
+            "silhouette": None if np.isnan(sil.score) else sil.score, "silhouette_samples": sil.n_samples,
+            "silhouette_classes": sil.n_classes, "silhouette_note": sil.reason, "n_index": len(index_rows), "n_queries": len(query_ecs),
         })
         log.info("%s %s %s: hP@k %s, silhouette %.4f", name, benchmark, pooling, rows[-1]["hP"], sil.score)
     return rows
@@ -168,11 +176,13 @@ def main() -> None:
         raise SystemExit(f"error: metric must be cosine or l2, got {cfg.metric!r}")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     encoders, skipped = load_encoders(cfg, device)
+    benchmarks = {b: load_benchmark(cfg.data, b) for b in cfg.benchmarks}
     rows = []
-    for benchmark in cfg.benchmarks:
-        splits = load_benchmark(cfg.data, benchmark)
-        for name, encoder in encoders.items():
-            rows += evaluate(encoder, name, benchmark, splits, cfg)
+    for name, encoder in encoders.items():
+        vectors = split_vectors(encoder, benchmarks, cfg)
+        for benchmark, splits in benchmarks.items():
+            rows += evaluate(name, benchmark, splits, vectors[benchmark], cfg)
+    rows.sort(key=lambda r: cfg.benchmarks.index(r["benchmark"]))  # stable: encoders keep their order
     payload = {"config": to_dict(cfg), "rows": rows, "skipped": skipped,
                "paper": {"label": PAPER_LABEL, "models": PAPER_MODELS, "table2": PAPER_TABLE2, "table3": PAPER_TABLE3}}
     write_json(cfg.out / "tables.json", payload)

@@ -72,11 +72,11 @@ def proteins(ds) -> list[str]:
 
 def baseline_rows(splits, cfg: Table4Config) -> list[dict]:
     train = splits["train"]
-    dup = train["IsDuplicate"] if "IsDuplicate" in train.column_names else None
-    majority = majority_class(train["EC"], dup)
-    homology = {split: homology_transfer(proteins(splits[split]), proteins(train), train["EC"],
-                                         cfg.homology.max_evalue, cfg.homology.threads,
-                                         cfg.homology.sensitivity)[0] for split in TEST_SPLITS}
+    majority = majority_class(train["EC"], train["IsDuplicate"])
+    queries = {split: proteins(splits[split]) for split in TEST_SPLITS}
+    found, _ = homology_transfer(queries["test1"] + queries["test2"], proteins(train), train["EC"],
+                                 cfg.homology.max_evalue, cfg.homology.threads, cfg.homology.sensitivity)
+    homology = {"test1": found[: len(queries["test1"])], "test2": found[len(queries["test1"]) :]}
     rows = []
     for split in TEST_SPLITS:
         true = splits[split]["EC"]
@@ -150,4 +150,7 @@ def main(cfg: Table4Config) -> dict:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     np.seterr(all="ignore")
-    main(parse_args(Table4Config, description=__doc__))
+    try:
+        main(parse_args(Table4Config, description=__doc__))
+    except FileNotFoundError as err:  # missing benchmark files or encoder directory: one line, no traceback
+        raise SystemExit(f"error: {err}") from None

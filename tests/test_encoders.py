@@ -106,13 +106,43 @@ def test_fingerprint_follows_weights(tmp_path):
     assert load_dna_encoder(tmp_path / "a").fingerprint != first
 
 
-def test_remote_code_needs_consent(tmp_path):
-    make_dnabert(tmp_path)
-    config = json.loads((tmp_path / "config.json").read_text())
-    config["auto_map"] = {"AutoModel": "bert_layers.BertModel"}  # how DNABERT-2 ships its model code
-    (tmp_path / "config.json").write_text(json.dumps(config))
+REMOTE_CODE = """
+from transformers import BertConfig, BertModel
+
+
+class TinyDnaConfig(BertConfig):
+    model_type = "tinydna"
+
+
+class TinyDnaModel(BertModel):
+    config_class = TinyDnaConfig
+
+    def forward(self, input_ids=None, attention_mask=None, **kwargs):
+        out = super().forward(input_ids=input_ids, attention_mask=attention_mask)
+        return (out.last_hidden_state, None)  # a tuple, as DNABERT-2's own model code returns
+"""
+
+
+def test_remote_code_only_with_consent(tmp_path):
+    """A checkpoint that ships its model code (as DNABERT-2 does) runs only with trust_remote_code=True."""
+    (tmp_path / "modeling_tinydna.py").write_text(REMOTE_CODE)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=4101, max_position_embeddings=40, **SMALL)
+    model = BertForMaskedLM(config).bert.eval()
+    model.save_pretrained(tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    raw["model_type"] = "tinydna"
+    raw["auto_map"] = {"AutoConfig": "modeling_tinydna.TinyDnaConfig", "AutoModel": "modeling_tinydna.TinyDnaModel"}
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    (tmp_path / "vocab.txt").write_text("\n".join(DNABERT_SPECIALS + all_kmers(6)) + "\n")
     with pytest.raises(ValueError, match="trust_remote_code=True"):
         load_dna_encoder(tmp_path)
+    enc = load_dna_encoder(tmp_path, trust_remote_code=True)
+    assert type(enc.model).__name__ == "TinyDnaModel" and enc.max_tokens == 40
+    batch = enc.tokenize(GENES)
+    with torch.no_grad():
+        expected = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        torch.testing.assert_close(enc(batch["input_ids"], batch["attention_mask"]), expected)
 
 
 def test_generic_checkpoint_with_bpe_tokenizer(tmp_path):

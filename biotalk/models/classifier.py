@@ -135,7 +135,7 @@ def fit_classifier(
             total += loss.item() * len(idx)
         row = {"epoch": epoch, "train_loss": total / len(yt), **_validate(model, x_valid, y_valid, cfg.batch_size)}
         history.append(row)
-        key = (row["valid_accuracy"], -row["valid_loss"])
+        key = (row["valid_accuracy"], -row["valid_loss"]) if len(y_valid) else (epoch,)
         if best_key is None or key > best_key:
             best_key, best_state = key, copy.deepcopy(model.state_dict())
     if len(y_valid) == 0:

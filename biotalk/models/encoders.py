@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -40,6 +41,7 @@ _HAS_POOLER = {"bert", "roberta", "xlm-roberta", "camembert", "esm"}
 _FINGERPRINT_SUFFIXES = (".json", ".txt", ".safetensors", ".bin", ".model", ".py")
 # Files that carry a vocabulary; without one, AutoTokenizer would build an empty tokenizer silently.
 _VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
+_HUB_NAME = re.compile(r"[\w.-]+/[\w.-]+")
 _PROBE = "ACGTTGCAACGTTGCAACGT"
 SPECTRUM_TYPE = "kmer_spectrum"
 
@@ -215,11 +217,11 @@ def load_dna_encoder(name_or_path: str | Path, trust_remote_code: bool = False,
         return _parse_kmer_name(name)
     path = Path(name_or_path).expanduser()
     if not path.is_dir():
-        hint = " (it looks like a Hub name)" if "/" in name and not name.startswith((".", "/", "~")) else ""
-        raise FileNotFoundError(
-            f"encoder {name!r} is not a local directory{hint}: Hugging Face Hub downloads are not available "
-            "here; download the checkpoint elsewhere and pass its local directory (or use kmer:K)"
-        )
+        message = f"encoder {name!r}: no such local directory"
+        if _HUB_NAME.fullmatch(name):
+            message += (" (it looks like a Hub name: Hugging Face Hub downloads are not available here; "
+                        "download the checkpoint elsewhere and pass its local directory)")
+        raise FileNotFoundError(message)
     config_file = path / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{path}: no config.json; not a Hugging Face checkpoint directory")
