@@ -69,6 +69,8 @@ def test_no_test_record_or_split_cluster_in_training(tables: dict[str, pl.DataFr
     test1, test2 = tables["Test/test1"], tables["Test/test2"]
     held = {lvl: set(test1.filter(pl.col("SplitLevel") == lvl)[lvl]) for lvl in LEVELS}
     held["UniRef50"] |= set(test2["UniRef50"])
+    # A record-level split keeps identical proteins (the record's UniRef100 cluster) out of training.
+    held["UniRef100"] |= set(test1.filter(pl.col("SplitLevel") == "record")["UniRef100"])
     assert held["UniRef50"] and held["UniRef90"]  # the real data uses more than one level
     test_ids = set(test1["RecordId"]) | set(test2["RecordId"])
     for name, df in _training(tables).items():

@@ -10,7 +10,8 @@ Without a test set (Benchmark I) the test share stays in train and 2 sequences g
 ``split_benchmarks`` runs the paper's two pipelines on one record table and then enforces:
 - one DNA sequence sits in one split of a benchmark (a CDS with two ECs is two rows, one split);
 - no Test-I/Test-II record, nor a record sharing its split cluster, is in any train or valid set
-  (Test-II records keep their whole UniRef50 cluster out);
+  (Test-II records keep their whole UniRef50 cluster out; a record-level split keeps the record's
+  UniRef100 cluster out, so an identical protein from another genome never trains);
 - every Test-I EC has Benchmark-III training records; no Test-II EC is in any train or valid set.
 Rows that break a guarantee are removed (never silently: ``SplitResult.removed`` lists them).
 """
@@ -118,13 +119,16 @@ def resolve_dna_conflicts(df: pl.DataFrame, scope: str) -> tuple[pl.DataFrame, p
 
 def leak_reason(tests: pl.DataFrame) -> pl.Expr:
     """Why a row would leak a test record into training (null: it does not). Leaks: the same DNA,
-    the same split cluster (Test-I: the cluster at its SplitLevel; Test-II: its UniRef50 cluster),
+    the same split cluster (Test-I: the cluster at its SplitLevel, UniRef100 for a record-level split;
+    Test-II: its UniRef50 cluster),
     or an EC held out in Test-II."""
     reason = pl.when(pl.col("DnaKey").is_in(tests["DnaKey"].implode())).then(pl.lit("same DNA as a test record"))
     for lvl in CLUSTER_LEVELS:
         at_level = (pl.col("SplitLevel") == lvl) & (pl.col("Split") == "test1")
         if lvl == "UniRef50":
             at_level = at_level | (pl.col("Split") == "test2")
+        if lvl == "UniRef100":  # a record-level split still keeps identical proteins out of training
+            at_level = at_level | ((pl.col("SplitLevel") == RECORD_LEVEL) & (pl.col("Split") == "test1"))
         keys = tests.filter(at_level)[lvl].unique()
         reason = reason.when(pl.col(lvl).is_in(keys.implode())).then(pl.lit(f"in the {lvl} split cluster of a test record"))
     test2_ecs = tests.filter(pl.col("Split") == "test2")["EC"].unique()
