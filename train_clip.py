@@ -95,8 +95,9 @@ if cfg.ec_batches not in ("soft", "unique"):
     raise SystemExit(f"error: ec_batches must be soft or unique, got {cfg.ec_batches!r}")
 trackers = [t for t in cfg.trackers if t != "wandb" or importlib.util.find_spec("wandb")]
 accelerator = Accelerator(
-    # Without CUDA, Accelerate forms a multi-process (gloo) group only when told to use the CPU.
-    cpu=not torch.cuda.is_available(),
+    # Without CUDA, Accelerate forms a multi-process (gloo) group only when told to use the CPU; that
+    # switch would also silently turn DeepSpeed off, so a DeepSpeed launch keeps it unset.
+    cpu=not torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() != "true",
     mixed_precision=cfg.mixed_precision or None,
     gradient_accumulation_steps=cfg.grad_accum,
     dataloader_config=DataLoaderConfiguration(split_batches=True),
@@ -157,6 +158,10 @@ optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
 steps_per_epoch = math.ceil(len(sampler) / cfg.grad_accum)
 total_steps = steps_per_epoch * cfg.epochs
 scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, total_steps)
+if accelerator.state.deepspeed_plugin is not None:  # DeepSpeed cannot read a batch size off a batch sampler
+    accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = (
+        cfg.batch_size // accelerator.num_processes
+    )
 model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 accelerator.init_trackers("clip", config={k: str(v) for k, v in to_dict(cfg).items()})
 
