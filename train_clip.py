@@ -141,7 +141,7 @@ def text_table(texts: list[str]) -> torch.Tensor:
 with accelerator.main_process_first():  # the main process fills the cache, the others read it
     train_text = text_table(train.texts) if cfg.freeze_text else None
 collate = ClipCollator(
-    dna_tokenize, train.texts, train_text, None if cfg.freeze_text else model.text_encoder.tokenize
+    dna_tokenize, train.texts, train_text, None if cfg.freeze_text else model.text_encoder.preprocess
 )
 sampler = ClipBatchSampler(train.ec_idx, cfg.batch_size, cfg.seed, unique_ec=cfg.ec_batches == "unique")
 train_set = ClipDataset(train, cfg.window_nt, random_crop=True, seed=cfg.seed)
@@ -159,8 +159,9 @@ steps_per_epoch = math.ceil(len(sampler) / cfg.grad_accum)
 total_steps = steps_per_epoch * cfg.epochs
 scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, total_steps)
 if accelerator.state.deepspeed_plugin is not None:  # DeepSpeed cannot read a batch size off a batch sampler
-    accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = (
-        cfg.batch_size // accelerator.num_processes
+    accelerator.state.deepspeed_plugin.deepspeed_config.update(
+        train_micro_batch_size_per_gpu=cfg.batch_size // accelerator.num_processes,
+        train_batch_size=cfg.batch_size * cfg.grad_accum,
     )
 model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 accelerator.init_trackers("clip", config={k: str(v) for k, v in to_dict(cfg).items()})

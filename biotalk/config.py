@@ -28,8 +28,11 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     if dataclasses.is_dataclass(annotation) and isinstance(value, dict):
         return _build(annotation, value, where)
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if annotation is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:  # YAML 1.1 reads "1e-3" (no dot) as a string
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
     if annotation is Path and isinstance(value, str):
         return Path(value)
     if origin in (list, tuple) and isinstance(value, str):

@@ -53,7 +53,7 @@ def test_logit_scale_is_clamped_at_100(model):
 def test_cached_text_features_equal_the_live_frozen_tower(model):
     model.train()  # a frozen tower stays in eval mode, so its dropout is off even while training
     assert not model.text_encoder.training
-    live = model.text_features(model.text_encoder.tokenize(TEXTS))
+    live = model.text_features(model.text_encoder.preprocess(TEXTS))
     assert torch.allclose(live, model.embed_texts(TEXTS), atol=1e-5)
     model.eval()
 
@@ -61,7 +61,7 @@ def test_cached_text_features_equal_the_live_frozen_tower(model):
 def test_frozen_text_tower_gets_no_gradient_and_dna_tower_does(model):
     model.train()
     model.zero_grad()
-    out = model(**_batch(model), text_inputs=model.text_encoder.tokenize(TEXTS))
+    out = model(**_batch(model), text_inputs=model.text_encoder.preprocess(TEXTS))
     ClipLoss()(out.dna_embeds, out.text_embeds, out.logit_scale, torch.arange(3)).backward()
     assert all(p.grad is None for p in model.text_encoder.parameters())
     assert model.text_projection.weight.grad.abs().sum() > 0

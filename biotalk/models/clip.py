@@ -92,7 +92,8 @@ class BioTalkClipModel(PreTrainedModel):
         text_dim = text.get_embedding_dimension()
         self.dna_projection = nn.Linear(dna.hidden_size, config.projection_dim, bias=False)
         self.text_projection = nn.Linear(text_dim, config.projection_dim, bias=False)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
+        # Shape (1,), not a scalar: DeepSpeed's parameter broadcast cannot view a 0-d tensor as bytes.
+        self.logit_scale = nn.Parameter(torch.full((1,), math.log(config.logit_scale_init)))
         self.post_init()
         # The towers join after post_init so Hugging Face weight init never touches their pretrained weights.
         self.dna_encoder = dna
@@ -123,7 +124,7 @@ class BioTalkClipModel(PreTrainedModel):
         return pool(hidden, attention_mask, self.config.dna_pooling, special_tokens_mask)
 
     def text_features(self, text_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Sentence embedding of tokenised texts (``text_encoder.tokenize`` output)."""
+        """Sentence embedding of tokenised texts (``text_encoder.preprocess`` output)."""
         return self.text_encoder(dict(text_inputs))["sentence_embedding"]
 
     @torch.no_grad()
@@ -145,7 +146,7 @@ class BioTalkClipModel(PreTrainedModel):
         return F.normalize(self.text_projection(features.to(self.text_projection.weight.dtype)), dim=-1)
 
     def scale(self) -> torch.Tensor:
-        return self.logit_scale.clamp(max=math.log(self.config.logit_scale_max)).exp()
+        return self.logit_scale.clamp(max=math.log(self.config.logit_scale_max)).exp().squeeze(0)
 
     def forward(
         self,
