@@ -25,15 +25,9 @@ import yaml
 from biotalk.config import parse_args, to_dict
 from biotalk.data import load_benchmark
 from biotalk.embeddings import embed_cached, usable_poolings
+from biotalk.hierarchy import decode_hierarchical, score_predictions, tradeoff
 from biotalk.io import atomic_dir, write_json, write_text
-from biotalk.models.classifier import (
-    MLPConfig,
-    decode_hierarchical,
-    fit_classifier,
-    predict_proba,
-    score_predictions,
-    tradeoff,
-)
+from biotalk.models.classifier import MLPConfig, fit_classifier, predict_proba
 from biotalk.models.encoders import load_dna_encoder
 
 matplotlib.use("Agg")

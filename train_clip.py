@@ -38,6 +38,7 @@ from biotalk.data.clip_data import (
 )
 from biotalk.data.describe import describe_ec
 from biotalk.data.enzyme import load_enzyme
+from biotalk.hierarchy import best_tau, hierarchy_scores, score_predictions, threshold, tradeoff
 from biotalk.io import write_json, write_text
 from biotalk.knn import knn_predict_ecs, knn_search
 from biotalk.losses import ClipLoss
@@ -62,8 +63,12 @@ class Config:
     dna_pooling: str = "mean"
     freeze_dna: bool = False
     freeze_text: bool = True  # frozen: text embeddings computed once per unique text and cached
+    dna_head: str = "linear"  # linear | mlp (LayerNorm -> Linear -> GELU -> Linear; for the k-mer spectrum tower)
+    text_head: str = "linear"
+    head_hidden: int = 512  # hidden width of an mlp head
+    text_embed_dtype: str = "float32"  # float32 | bfloat16: autocast of the frozen text tower's embedding pass
     text_column: str = "DescriptionMasked"  # masked: the text never names the EC
-    window_nt: int = 126  # DNA window per record (random crop in training, gene start in evaluation)
+    window_nt: int = 126  # DNA window per record (random crop in training, gene start in evaluation); 0 = whole gene
     # optimisation
     ec_batches: str = "soft"  # soft: same-EC pairs are soft positives | unique: at most one record per EC per batch
     batch_size: int = 64  # global, over all processes
@@ -86,6 +91,9 @@ class Config:
     knn_k: list[int] = field(default_factory=lambda: [1, 3, 5])
     knn_max_index: int = 0  # cap on training records in the kNN index (0 = all), seeded subsample
     zero_shot_templates: list[int] = field(default_factory=lambda: [0])  # description templates averaged per EC
+    # hierarchical zero-shot: softmax over all candidate ECs, mass summed by EC prefix, deepest prefix >= tau
+    zero_shot_tau: float = -1.0  # < 0: the tau_grid value with the best Valid hF
+    tau_grid: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
     cache_dir: str = "cache/clip"  # frozen text-tower embeddings ('' = no disk cache)
 
 
@@ -128,6 +136,10 @@ model = build_clip_model(
     dna_pooling=cfg.dna_pooling,
     freeze_dna=cfg.freeze_dna,
     freeze_text=cfg.freeze_text,
+    dna_head=cfg.dna_head,
+    text_head=cfg.text_head,
+    head_hidden=cfg.head_hidden,
+    text_embed_dtype=cfg.text_embed_dtype,
 )
 dna_tokenize = model.dna_encoder.tokenize
 
@@ -135,7 +147,7 @@ dna_tokenize = model.dna_encoder.tokenize
 def text_table(texts: list[str]) -> torch.Tensor:
     """Frozen text-tower embeddings, computed once per unique text and cached on disk."""
     m = accelerator.unwrap_model(model)
-    return cached_text_features(m.embed_texts, texts, m.config.text_encoder, cache_dir)
+    return cached_text_features(m.embed_texts, texts, f"{m.config.text_encoder}|{m.config.text_embed_dtype}", cache_dir)
 
 
 with accelerator.main_process_first():  # the main process fills the cache, the others read it
@@ -244,21 +256,24 @@ candidate_ecs = enzyme_db.active_ecs()
 candidate_texts = [describe_ec(ec, enzyme_db, t, masked=True) for t in cfg.zero_shot_templates for ec in candidate_ecs]
 
 
-def evaluate(m, names: list[str]) -> dict:
-    """Retrieval on names[0]; zero-shot over every ENZYME EC and kNN (train index) on each name."""
+def evaluate(m, names: list[str], retrieval_split: str) -> dict:
+    """Retrieval on ``retrieval_split``; zero-shot over every ENZYME EC (nearest EC, and hierarchical with
+    tau from the config or chosen on Valid) and kNN (train index) on each of ``names``."""
     m.eval()
     cand = embed_text(m, candidate_texts).reshape(len(cfg.zero_shot_templates), len(candidate_ecs), -1).mean(0)
+    cand = torch.nn.functional.normalize(torch.from_numpy(cand), dim=-1)
     index_split = train
     if cfg.knn_max_index and len(train) > cfg.knn_max_index:
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(train), cfg.knn_max_index, replace=False))
         index_split = train.subset(keep)
     index_feats, _ = embed_dna(m, index_split)
     seen = set(train.ecs)
-    out: dict = {"retrieval": {}, "zero_shot": {}, "knn": {}}
-    for n, name in enumerate(names):
+    out: dict = {"retrieval": {}, "zero_shot": {}, "zero_shot_hierarchical": {}, "zero_shot_tradeoff": {}, "knn": {}}
+    hier = {}
+    for name in names:
         split = splits[name]
         feats, dna = embed_dna(m, split)
-        if n == 0:
+        if name == retrieval_split:
             texts = embed_text(m, split.texts)
             k = min(10, len(split.texts), len(split))
             _, d2t = knn_search(texts, dna, k)
@@ -268,24 +283,31 @@ def evaluate(m, names: list[str]) -> dict:
                 "dna_to_text": recall_at(split.ecs, split.text_ecs, d2t),
                 "text_to_dna": recall_at(split.text_ecs, split.ecs, t2d),
             }
-        _, nearest = knn_search(cand, dna, 1)
-        pred = [candidate_ecs[i] for i in nearest[:, 0]]
+        # softmax over every candidate EC with the learned temperature; its argmax is the nearest EC
+        probs = torch.softmax(m.scale().detach().float().cpu() * torch.from_numpy(dna) @ cand.t(), dim=1).numpy()
+        pred = [candidate_ecs[i] for i in probs.argmax(1)]
         unseen = np.array([ec not in seen for ec in split.ecs])
         zs = {**hierarchical_prf(split.ecs, pred), "n": len(split), "unseen_ec_records": int(unseen.sum())}
         if unseen.any():
             idx = np.flatnonzero(unseen)
             zs["unseen_ec"] = hierarchical_prf([split.ecs[i] for i in idx], [pred[i] for i in idx])
         out["zero_shot"][name] = zs
+        hier[name] = hierarchy_scores(probs, candidate_ecs)
+        out["zero_shot_tradeoff"][name] = tradeoff(probs, candidate_ecs, split.ecs, cfg.tau_grid)
         _, nb = knn_search(index_feats, feats, max(cfg.knn_k))
         nb_ecs = knn_predict_ecs(index_split.ecs, nb)
         out["knn"][name] = {f"k={k}": knn_hierarchical_precision(split.ecs, [r[:k] for r in nb_ecs]) for k in cfg.knn_k}
+    tau = cfg.zero_shot_tau if cfg.zero_shot_tau >= 0 else best_tau(out["zero_shot_tradeoff"]["valid"])
+    out["zero_shot_hierarchical"] = {"tau": tau, "tau_from": "config" if cfg.zero_shot_tau >= 0 else "valid"}
+    for name in names:
+        out["zero_shot_hierarchical"][name] = score_predictions(splits[name].ecs, threshold(*hier[name], tau)[0])
     m.train()
     return out
 
 
-def run_eval(names: list[str]) -> dict | None:
+def run_eval(names: list[str], retrieval_split: str) -> dict | None:
     accelerator.wait_for_everyone()
-    result = evaluate(accelerator.unwrap_model(model), names) if is_main else None
+    result = evaluate(accelerator.unwrap_model(model), names, retrieval_split) if is_main else None
     accelerator.wait_for_everyone()
     return result
 
@@ -327,20 +349,23 @@ for epoch in range(start_epoch, cfg.epochs):
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             save_checkpoint(step)
     if cfg.eval_each_epoch:
-        result = run_eval(["valid"])
+        result = run_eval(["valid"], "valid")
         if is_main:
             history.append({"epoch": epoch, "step": step, **result})
             accelerator.log({"valid/zero_shot_hF": result["zero_shot"]["valid"]["hF"],
+                             "valid/zero_shot_hierarchical_hF": result["zero_shot_hierarchical"]["valid"]["hF"],
                              "valid/dna_to_text_R@1": result["retrieval"]["dna_to_text"]["R@1"]}, step=step)
             write_json(cfg.out / "metrics.json", {"history": history, "config": to_dict(cfg)})
 bar.close()
 
 # -- final evaluation and model -------------------------------------------------------------------
-result = run_eval(["test1", "test2"])
+result = run_eval(["valid", "test1", "test2"], "test1")
 if is_main:
     write_json(cfg.out / "metrics.json", {**result, "step": step, "history": history, "config": to_dict(cfg)})
     accelerator.unwrap_model(model).save_pretrained(cfg.out / "final")
-    zs = result["zero_shot"]
-    print(f"zero-shot hF: test1 {zs['test1']['hF']:.4f}  test2 {zs['test2']['hF']:.4f}  -> {cfg.out / 'metrics.json'}")
+    zs, zh = result["zero_shot"], result["zero_shot_hierarchical"]
+    print(f"zero-shot hF (nearest EC): test1 {zs['test1']['hF']:.4f}  test2 {zs['test2']['hF']:.4f}; "
+          f"hierarchical (tau {zh['tau']:g}): test1 {zh['test1']['hF']:.4f}  test2 {zh['test2']['hF']:.4f}"
+          f"  -> {cfg.out / 'metrics.json'}")
 accelerator.wait_for_everyone()
 accelerator.end_training()

@@ -17,9 +17,12 @@ from biotalk.models.lolbert import (
 ID = {tok: i for i, tok in enumerate(VOCAB)}
 
 
+TOKENIZER = build_lolbert_tokenizer()
+
+
 @pytest.fixture(scope="module")
 def tok():
-    return build_lolbert_tokenizer()
+    return TOKENIZER
 
 
 def expected_ids(seq: str) -> list[int]:
@@ -49,16 +52,7 @@ def test_iupac_letters_that_look_like_special_tokens_become_n(tok):
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet="ACGTacgtSMNPRYKWBDHV/ -\n", max_size=300))
 def test_tokenizer_matches_per_letter_mapping(seq):
-    assert build_lolbert_tokenizer_cached()(seq)["input_ids"] == expected_ids(seq)
-
-
-_CACHE: dict[str, object] = {}
-
-
-def build_lolbert_tokenizer_cached():
-    if "tok" not in _CACHE:
-        _CACHE["tok"] = build_lolbert_tokenizer()
-    return _CACHE["tok"]
+    assert TOKENIZER(seq)["input_ids"] == expected_ids(seq)
 
 
 def test_save_and_load_round_trip(tok, tmp_path):

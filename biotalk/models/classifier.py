@@ -1,4 +1,4 @@
-"""EC classifier on frozen DNA embeddings: the paper's two-layer MLP, its label map, hierarchy-aware decoding.
+"""EC classifier on frozen DNA embeddings: the paper's two-layer MLP and its label map (decoding: biotalk.hierarchy).
 
 The reference code rebuilt the label indices for every CSV, so test indices did not line up with the
 training classes, and it scored EC strings character by character. Here the label map is built once
@@ -21,8 +21,14 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedConfig, PreTrainedModel
 
-from biotalk.ec import EC, LEVELS, ec_prefixes, normalize_ec, parse_ec
-from biotalk.metrics import hierarchical_prf, level_accuracy
+from biotalk.ec import normalize_ec
+from biotalk.hierarchy import (  # decoding and scoring live in biotalk.hierarchy; re-exported for old imports
+    decode_hierarchical as decode_hierarchical,
+)
+from biotalk.hierarchy import ec_order_key
+from biotalk.hierarchy import hierarchy_scores as hierarchy_scores
+from biotalk.hierarchy import score_predictions as score_predictions
+from biotalk.hierarchy import tradeoff as tradeoff
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +85,7 @@ class ECClassifier(PreTrainedModel):
 def build_label_map(train_ecs: Sequence[str]) -> list[str]:
     """The classes of the training split in hierarchy order (1.2.3.4 < 1.2.3.10 < 1.10.1.1)."""
     unique = {normalize_ec(ec) for ec in train_ecs}
-    return sorted(unique, key=_sort_key)
-
-
-def _sort_key(ec: str) -> tuple:
-    return tuple((0, int(x), "") if x.isdigit() else (1, 0, x) for x in parse_ec(ec).levels)
+    return sorted(unique, key=ec_order_key)
 
 
 def encode_labels(ecs: Sequence[str], labels: Sequence[str]) -> np.ndarray:
@@ -167,79 +169,3 @@ def predict_logits(model: ECClassifier, x: np.ndarray, batch_size: int = 1024) -
 
 def predict_proba(model: ECClassifier, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     return torch.softmax(torch.from_numpy(predict_logits(model, x, batch_size)).double(), dim=1).numpy()
-
-
-def hierarchy_scores(probs: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Most probable node and its summed probability at each EC depth: two (N, 4) arrays.
-
-    At depth d the probabilities of the classes sharing a d-level prefix are added; column d-1 holds
-    the best such node (a partial EC string like ``1.2.-.-``) and its summed probability.
-    """
-    order = sorted(range(len(labels)), key=lambda i: _sort_key(labels[i]))
-    ecs = [parse_ec(labels[i]) for i in order]
-    p = np.asarray(probs, dtype=np.float64)[:, order]
-    nodes = np.empty((len(p), LEVELS), dtype=object)
-    best_p = np.zeros((len(p), LEVELS))
-    for depth in range(1, LEVELS + 1):
-        prefixes = [ec.levels[:depth] for ec in ecs]
-        starts = [i for i in range(len(ecs)) if i == 0 or prefixes[i] != prefixes[i - 1]]
-        names = np.array([str(EC(prefixes[i])) for i in starts], dtype=object)
-        summed = np.add.reduceat(p, starts, axis=1) if len(p) else np.zeros((0, len(starts)))
-        best = summed.argmax(1)
-        nodes[:, depth - 1] = names[best]
-        best_p[:, depth - 1] = summed[np.arange(len(p)), best]
-    return nodes, best_p
-
-
-def _threshold(nodes: np.ndarray, best_p: np.ndarray, tau: float) -> tuple[list[str | None], np.ndarray]:
-    passed = best_p >= tau
-    # deepest passing depth per row (summed probabilities never grow with depth, but do not rely on it)
-    depth = np.where(passed.any(1), LEVELS - np.argmax(passed[:, ::-1], axis=1), 0)
-    rows = np.arange(len(nodes))
-    preds = [nodes[r, d - 1] if d else None for r, d in zip(rows, depth, strict=True)]
-    scores = np.where(depth > 0, best_p[rows, np.maximum(depth, 1) - 1], np.nan)
-    return preds, scores
-
-
-def decode_hierarchical(
-    probs: np.ndarray, labels: Sequence[str], tau: float
-) -> tuple[list[str | None], np.ndarray]:
-    """Per row, the deepest EC node whose summed class probability reaches ``tau``, and that probability.
-
-    ``tau = 0`` gives the argmax class (a full EC); a ``tau`` above 1 gives no prediction
-    (``None``, score NaN): an abstention costs recall, a shallower node costs less precision.
-    """
-    return _threshold(*hierarchy_scores(probs, labels), tau)
-
-
-def score_predictions(y_true: Sequence[str], y_pred: Sequence[str | None]) -> dict:
-    """The metrics.json block of one test split.
-
-    ``hP``/``hR``/``hF``: micro-averaged HiClass scores over EC prefixes (``macro`` holds the per-record
-    means); ``accuracy``: exact full-EC match; ``level_accuracy``: accuracy at EC levels 1-4;
-    ``coverage``: share of records with any prediction; ``n``: records.
-    """
-    y_true = [normalize_ec(ec) for ec in y_true]
-    y_pred = [normalize_ec(ec) if ec else None for ec in y_pred]
-    micro = hierarchical_prf(y_true, y_pred, average="micro")
-    return {
-        **{k: float(v) for k, v in micro.items()},
-        "macro": {k: float(v) for k, v in hierarchical_prf(y_true, y_pred, average="macro").items()},
-        "accuracy": float(np.mean([t == p for t, p in zip(y_true, y_pred, strict=True)])) if y_true else 0.0,
-        "level_accuracy": [float(v) for v in level_accuracy(y_true, y_pred)],
-        "coverage": float(np.mean([p is not None for p in y_pred])) if y_pred else 0.0,
-        "n": len(y_true),
-    }
-
-
-def tradeoff(probs: np.ndarray, labels: Sequence[str], y_true: Sequence[str], taus: Sequence[float]) -> list[dict]:
-    """Micro hP/hR/hF and coverage of hierarchy-aware decoding over a grid of thresholds."""
-    nodes, best_p = hierarchy_scores(probs, labels)
-    rows = []
-    for tau in taus:
-        preds, _ = _threshold(nodes, best_p, tau)
-        s = score_predictions(y_true, preds)
-        depth = [len(ec_prefixes(p)) for p in preds]
-        rows.append({"tau": float(tau), "hP": s["hP"], "hR": s["hR"], "hF": s["hF"],
-                     "coverage": s["coverage"], "mean_depth": float(np.mean(depth)) if depth else 0.0})
-    return rows

@@ -1,8 +1,10 @@
 """BioTalk-CLIP: a DNA tower and a text tower projected into one space, trained contrastively.
 
 The DNA tower is any encoder of ``load_dna_encoder`` (LOLBERT by default), masked-pooled; the text tower
-is a sentence-transformers model (all-MiniLM-L6-v2 by default). Linear heads map both to a shared
-space; a learnable temperature (logit scale, initial 1/0.07, clamped at 100) sharpens the similarities.
+is a sentence-transformers model (all-MiniLM-L6-v2 by default). Heads (``linear``, or ``mlp``:
+LayerNorm -> Linear -> GELU -> Linear, for towers whose features are not on a trainable scale, such as the
+k-mer spectrum) map both to a shared space; a learnable temperature (logit scale, initial 1/0.07, clamped
+at 100) sharpens the similarities.
 
 A frozen text tower never needs to run during training: its sentence embeddings are computed once per
 unique text (``embed_texts``) and fed as ``text_features``; only the text head trains.
@@ -30,6 +32,8 @@ from biotalk.models.encoders import DNAEncoder, TransformerEncoder, load_dna_enc
 from biotalk.models.pooling import pool
 
 DNA_DIR, TEXT_DIR, HEADS_FILE = "dna_encoder", "text_encoder", "model.safetensors"
+HEADS = ("linear", "mlp")
+TEXT_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
 
 
 def default_text_encoder() -> str:
@@ -40,7 +44,11 @@ def default_text_encoder() -> str:
 
 
 class BioTalkClipConfig(PretrainedConfig):
-    """Towers (local paths), shared-space size, pooling, temperature and which towers are frozen."""
+    """Towers (local paths), heads, shared-space size, pooling, temperature and which towers are frozen.
+
+    ``text_embed_dtype``: ``bfloat16`` runs ``embed_texts`` (the frozen text tower) under bf16 autocast,
+    about twice as fast on CPUs with AMX/AVX512-BF16 and on GPUs; the weights stay float32.
+    """
 
     model_type = "biotalk_clip"
 
@@ -54,8 +62,17 @@ class BioTalkClipConfig(PretrainedConfig):
         logit_scale_max: float = 100.0,
         freeze_dna: bool = False,
         freeze_text: bool = True,
+        dna_head: str = "linear",
+        text_head: str = "linear",
+        head_hidden: int = 512,
+        text_embed_dtype: str = "float32",
         **kwargs,
     ) -> None:
+        for name, value in (("dna_head", dna_head), ("text_head", text_head)):
+            if value not in HEADS:
+                raise ValueError(f"{name} must be one of {HEADS}, got {value!r}")
+        if text_embed_dtype not in TEXT_DTYPES:
+            raise ValueError(f"text_embed_dtype must be one of {tuple(TEXT_DTYPES)}, got {text_embed_dtype!r}")
         self.dna_encoder = dna_encoder
         self.text_encoder = text_encoder
         self.projection_dim = projection_dim
@@ -64,6 +81,10 @@ class BioTalkClipConfig(PretrainedConfig):
         self.logit_scale_max = logit_scale_max
         self.freeze_dna = freeze_dna
         self.freeze_text = freeze_text
+        self.dna_head = dna_head
+        self.text_head = text_head
+        self.head_hidden = head_hidden
+        self.text_embed_dtype = text_embed_dtype
         super().__init__(**kwargs)
 
 
@@ -90,8 +111,8 @@ class BioTalkClipModel(PreTrainedModel):
         dna = dna_encoder if dna_encoder is not None else load_dna_encoder(config.dna_encoder)
         text = text_encoder if text_encoder is not None else load_text_encoder(config.text_encoder)
         text_dim = text.get_embedding_dimension()
-        self.dna_projection = nn.Linear(dna.hidden_size, config.projection_dim, bias=False)
-        self.text_projection = nn.Linear(text_dim, config.projection_dim, bias=False)
+        self.dna_projection = projection_head(config.dna_head, dna.hidden_size, config.head_hidden, config.projection_dim)
+        self.text_projection = projection_head(config.text_head, text_dim, config.head_hidden, config.projection_dim)
         # Shape (1,), not a scalar: DeepSpeed's parameter broadcast cannot view a 0-d tensor as bytes.
         self.logit_scale = nn.Parameter(torch.full((1,), math.log(config.logit_scale_init)))
         self.post_init()
@@ -104,6 +125,8 @@ class BioTalkClipModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):  # CLIP's projection init: std = fan_in ** -0.5
             nn.init.normal_(module.weight, std=module.in_features**-0.5)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
     def train(self, mode: bool = True) -> BioTalkClipModel:
         """Frozen towers stay in eval mode (no dropout), so cached text features match a live tower."""
@@ -132,18 +155,21 @@ class BioTalkClipModel(PreTrainedModel):
         """Sentence embeddings of raw texts on the model's device, as fed to ``text_features=``."""
         was_training = self.text_encoder.training
         self.text_encoder.eval()
-        out = self.text_encoder.encode(
-            texts, batch_size=batch_size, convert_to_tensor=True, device=str(self.device), show_progress_bar=False
-        )
+        dtype = TEXT_DTYPES[self.config.text_embed_dtype]
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            out = self.text_encoder.encode(
+                texts, batch_size=batch_size, convert_to_tensor=True, device=str(self.device),
+                show_progress_bar=len(texts) > 1000,
+            )
         self.text_encoder.train(was_training)
         return out.float().clone()  # encode() runs in inference mode; a clone can enter autograd
 
     # -- shared space -----------------------------------------------------------------------------
     def project_dna(self, features: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.dna_projection(features.to(self.dna_projection.weight.dtype)), dim=-1)
+        return F.normalize(self.dna_projection(features.to(_dtype(self.dna_projection))), dim=-1)
 
     def project_text(self, features: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.text_projection(features.to(self.text_projection.weight.dtype)), dim=-1)
+        return F.normalize(self.text_projection(features.to(_dtype(self.text_projection))), dim=-1)
 
     def scale(self) -> torch.Tensor:
         return self.logit_scale.clamp(max=math.log(self.config.logit_scale_max)).exp().squeeze(0)
@@ -194,6 +220,18 @@ class BioTalkClipModel(PreTrainedModel):
         if missing or unexpected:
             raise ValueError(f"{path / HEADS_FILE}: missing {missing}, unexpected {unexpected}")
         return model
+
+
+def projection_head(kind: str, in_dim: int, hidden: int, out_dim: int) -> nn.Module:
+    """``linear``: one bias-free Linear (CLIP). ``mlp``: LayerNorm first, so a tower whose features have an
+    arbitrary scale (k-mer frequencies are ~1e-3) trains at the same learning rate as any other."""
+    if kind == "linear":
+        return nn.Linear(in_dim, out_dim, bias=False)
+    return nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+
+
+def _dtype(module: nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype
 
 
 def save_dna_tower(encoder: DNAEncoder, path: Path) -> str:

@@ -1,0 +1,51 @@
+"""Turn a chat model's free-text answer into an EC prediction, without ever evaluating it, and score it.
+
+The answer is scanned for EC-like tokens (``biotalk.ec.EC_IN_TEXT_RE``: four dot-separated fields,
+trailing ``-`` allowed, optional ``EC`` prefix); the first one that ``biotalk.ec`` accepts is the
+prediction, normalised ("EC 1.02.-.-" -> "1.2.-.-", a partial prediction). Anything else (prose,
+"1000", "1.2.3", "1.-.3.4") is no prediction: an empty set that costs recall, never precision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from biotalk.ec import EC_IN_TEXT_RE, InvalidEC, is_full_ec, normalize_ec
+from biotalk.metrics import hierarchical_prf, level_accuracy
+
+
+def parse_answer(text: str) -> str | None:
+    """The first valid EC number in ``text`` in canonical form, or None when there is none."""
+    for match in EC_IN_TEXT_RE.finditer(text or ""):
+        try:
+            return normalize_ec(match.group(0))
+        except InvalidEC:
+            continue
+    return None
+
+
+def ecs_in_text(text: str) -> set[str]:
+    """Every valid EC number mentioned in ``text``, normalised (used to prove a prompt does not leak)."""
+    found = set()
+    for match in EC_IN_TEXT_RE.finditer(text or ""):
+        try:
+            found.add(normalize_ec(match.group(0)))
+        except InvalidEC:
+            continue
+    return found
+
+
+def score(y_true: Sequence[str], predicted: Sequence[str | None]) -> dict:
+    """Table 5 metrics on EC strings: HiClass hP/hR/hF (micro and macro), exact-match accuracy, per-level
+    accuracy, and how many answers held an EC at all (parseable) or only a partial one."""
+    true = [normalize_ec(t) for t in y_true]
+    n = len(true)
+    return {
+        "n": n,
+        "parseable": sum(p is not None for p in predicted) / n,
+        "partial": sum(p is not None and not is_full_ec(p) for p in predicted) / n,
+        "micro": hierarchical_prf(true, predicted, average="micro"),
+        "macro": hierarchical_prf(true, predicted, average="macro"),
+        "exact_match": sum(p == t for p, t in zip(predicted, true)) / n,
+        "level_accuracy": level_accuracy(true, predicted),
+    }

@@ -1,0 +1,80 @@
+"""The main job on the embedded mini data: build the benchmark, train BioTalk-CLIP, print its scores.
+
+    python scripts/demo.py [--config configs/demo.yaml] [key=value ...]
+
+Each step runs the project's own command line, so the demo exercises exactly what a user runs. LOLBERT is
+the pretrained mini checkpoint shipped in ``models/lolbert-mini`` (made by ``scripts/pretrain_lolbert.py``;
+``pretrain_steps=N`` runs a fresh short pretraining first and uses that instead).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from biotalk.config import parse_args
+
+
+@dataclass
+class Config:
+    benchmark_out: Path = Path("out/mini-benchmark")
+    clip_config: Path = Path("configs/clip/mini.yaml")
+    clip_out: Path = Path("runs/demo/clip")
+    lolbert: Path = Path("models/lolbert-mini")
+    pretrain_steps: int = 0  # > 0: pretrain a LOLBERT-mini for this many steps instead of using the shipped one
+    seed: int = 0
+
+
+def run(step: str, args: list[str]) -> None:
+    """Run one project command; stop the demo with its exit code if it fails."""
+    print(f"\n=== {step}: {' '.join(args)}", flush=True)
+    start = time.time()
+    result = subprocess.run([sys.executable, *args])
+    if result.returncode != 0:
+        print(f"error: step '{step}' failed with exit code {result.returncode}", file=sys.stderr)
+        raise SystemExit(result.returncode)
+    print(f"=== {step} done in {time.time() - start:.0f} s", flush=True)
+
+
+def summary(metrics: dict) -> str:
+    """A small markdown table of the CLIP scores."""
+    rows = ["| metric | Test-I | Test-II |", "|---|---|---|"]
+    for key, label in (("zero_shot", "zero-shot hF (nearest EC)"), ("zero_shot_hierarchical", "zero-shot hF (hierarchical)")):
+        if key in metrics:
+            rows.append(f"| {label} | {metrics[key]['test1']['hF']:.4f} | {metrics[key]['test2']['hF']:.4f} |")
+    knn = metrics.get("knn", {})
+    if knn:
+        rows.append(f"| DNA-tower kNN hP, k=1 | {knn['test1']['k=1']:.4f} | {knn['test2']['k=1']:.4f} |")
+    retrieval = metrics.get("retrieval", {})
+    for direction in ("dna_to_text", "text_to_dna"):
+        if direction in retrieval:
+            r = retrieval[direction]
+            rows.append(f"| {direction.replace('_', ' ')} R@1/5/10 | {r['R@1']:.3f} / {r['R@5']:.3f} / {r['R@10']:.3f} | |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    cfg = parse_args(Config, description=__doc__)
+    start = time.time()
+    run("build the mini benchmark", ["scripts/build_benchmarks.py", "--config", "configs/data/mini.yaml",
+                                     f"out={cfg.benchmark_out}", f"seed={cfg.seed}"])
+    lolbert = cfg.lolbert
+    if cfg.pretrain_steps > 0:
+        pretrain_out = cfg.clip_out.parent / "lolbert"
+        run("pretrain LOLBERT-mini", ["scripts/pretrain_lolbert.py", "--config", "configs/lolbert/mini.yaml",
+                                      f"steps={cfg.pretrain_steps}", f"out={pretrain_out}", f"seed={cfg.seed}"])
+        lolbert = pretrain_out / "final"
+    run("train BioTalk-CLIP", ["train_clip.py", "--config", str(cfg.clip_config), f"data={cfg.benchmark_out}",
+                               f"out={cfg.clip_out}", f"seed={cfg.seed}", f"lolbert={lolbert}"])
+    metrics = json.loads((cfg.clip_out / "metrics.json").read_text())
+    print(f"\nBioTalk-CLIP on the mini benchmark (Benchmark-{metrics['config']['benchmark']}), "
+          f"{time.time() - start:.0f} s in all:\n")
+    print(summary(metrics))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""The Table 5 LLM harness: answer parsing and scoring, leak-free prompts, the real SmolLM2 backend
+(batched left-padded generation), the resumable response cache, and prompt_llm.py end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from biotalk.config import load_config
+from biotalk.data import load_benchmark
+from biotalk.ec import is_full_ec
+from biotalk.llm import (
+    GenerationSettings,
+    HFChatBackend,
+    ResponseCache,
+    build_conversations,
+    cache_key,
+    draw_examples,
+    ecs_in_text,
+    generate_cached,
+    parse_answer,
+    score,
+)
+from biotalk.llm.prompts import FEW_SHOT_TASK, SYSTEM, ZERO_SHOT_TASK
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "llm" / "mini.yaml"
+SHORT = GenerationSettings(max_new_tokens=12)
+COLUMNS = ["RecordId", "EC", "Sequence", "IsDuplicate", "Description", "DescriptionMasked"]
+GENE_RE = re.compile(r"^Gene \((?:first (\d+) of )?(\d+) nt\): ([ACGTN]+)$")
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("prompt_llm", ROOT / "prompt_llm.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["prompt_llm"] = module  # dataclasses resolve their annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------- parsing and scoring
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("The EC number is 1.2.3.4.", "1.2.3.4"),
+        ("EC 1.02.-.-", "1.2.-.-"),  # partial, normalised
+        ("EC:3.5.1.n3", "3.5.1.n3"),
+        ("(2.7.1.1), or maybe 2.7.1.2", "2.7.1.1"),  # the first one
+        ("1.-.3.4 is wrong, 4.1.1.15 is right", "4.1.1.15"),  # first *valid* one
+        ("The enzyme has the EC number of 1000", None),
+        ("1.2.3", None),
+        ("version 1.2.3.4.5", None),
+        ("__import__('os').getcwd()", None),
+        ("", None),
+    ],
+)
+def test_parse_answer(answer, expected):
+    assert parse_answer(answer) == expected
+
+
+@given(
+    levels=st.lists(st.integers(0, 150), min_size=1, max_size=4),
+    before=st.text(alphabet="abcXYZ :,()\n", max_size=20),
+    after=st.text(alphabet="abcXYZ :,()\n", max_size=20),
+)
+def test_parse_answer_finds_an_ec_anywhere_in_prose(levels, before, after):
+    ec = ".".join([str(v) for v in levels] + ["-"] * (4 - len(levels)))
+    assert parse_answer(f"{before} {ec} {after}") == ec
+
+
+def test_score_counts_missing_and_partial_predictions():
+    got = score(["1.2.3.4", "2.7.1.1", "3.1.1.1"], ["1.2.3.4", "2.7.-.-", None])
+    assert (got["micro"]["hP"], got["micro"]["hR"]) == (1.0, 0.5)  # 6/6 predicted nodes right, 6/12 found
+    assert got["exact_match"] == pytest.approx(1 / 3)
+    assert got["parseable"] == pytest.approx(2 / 3) and got["partial"] == pytest.approx(1 / 3)
+    assert got["level_accuracy"] == pytest.approx([2 / 3, 2 / 3, 1 / 3, 1 / 3])
+    assert score(["1.2.3.4"], [None])["micro"] == {"hP": 0.0, "hR": 0.0, "hF": 0.0}
+
+
+# ---------------------------------------------------------------- prompts
+
+
+@pytest.fixture(scope="module")
+def splits(mini_benchmark):
+    data = load_benchmark(mini_benchmark, "III")
+    return {name: data[name].select_columns(COLUMNS).to_list() for name in ("train", "test1", "test2")}
+
+
+@pytest.mark.parametrize("shots", [0, 3])
+@pytest.mark.parametrize("split", ["test1", "test2"])
+def test_no_prompt_shows_the_query_ec_or_description(splits, split, shots):
+    queries, train = splits[split], splits["train"]
+    train_by_dna = {r["Sequence"][:150]: r for r in train}
+    conversations = build_conversations(queries, train, shots, dna_max_nt=150, seed=0)
+    assert len(conversations) == len(queries)
+    for query, messages in zip(queries, conversations):
+        text = "\n".join(m["content"] for m in messages)
+        assert query["EC"] not in ecs_in_text(text), query["RecordId"]
+        for field in ("Description", "DescriptionMasked"):
+            assert query[field] and query[field] not in text
+        # the only free text is ours; users show genes, assistants show example ECs
+        assert messages[0] == {"role": "system", "content": f"{SYSTEM}\n{FEW_SHOT_TASK if shots else ZERO_SHOT_TASK}"}
+        assert [m["role"] for m in messages[1:]] == ["user", "assistant"] * shots + ["user"]
+        cut, length, dna = GENE_RE.match(messages[-1]["content"]).groups()
+        assert dna == query["Sequence"][:150] and int(length) == len(query["Sequence"])
+        assert (cut is not None) == (len(query["Sequence"]) > 150)
+        examples = [train_by_dna[GENE_RE.match(m["content"]).group(3)] for m in messages[1:-1:2]]
+        assert [m["content"] for m in messages[2:-1:2]] == [ex["EC"] for ex in examples]
+        assert len({ex["EC"] for ex in examples}) == shots  # 3 really means 3, all distinct
+
+
+def test_examples_depend_only_on_seed_and_record(splits):
+    queries, train = splits["test1"][:10], splits["train"]
+    full = build_conversations(queries, train, 3, 150, seed=0)
+    reordered = build_conversations(queries[::-1][:5], train[::-1], 3, 150, seed=0)
+    assert reordered == full[::-1][:5]  # neither limit, query order nor file order changes a prompt
+    assert build_conversations(queries, train, 3, 150, seed=1) != full  # the seed does
+    with pytest.raises(ValueError, match="only 1 ECs other than"):
+        draw_examples([r for r in train if r["EC"] in {queries[0]["EC"], train[0]["EC"]}], queries[0], 3, 0)
+
+
+def test_select_queries_is_a_stable_prefix(splits):
+    script = load_script()
+    split = [dict(r, IsDuplicate=False) for r in splits["test2"]]
+    assert script.select_queries(split, 7, 0) == script.select_queries(split, 20, 0)[:7]
+    assert script.select_queries(split, 7, 0) != script.select_queries(split, 7, 1)
+    assert len(script.select_queries(split, 0, 0)) == len(split)
+
+
+# ---------------------------------------------------------------- cache (no model needed)
+
+
+def test_cache_survives_a_line_cut_short_by_a_kill(tmp_path):
+    path = tmp_path / "responses.jsonl"
+    cache = ResponseCache(path)
+    cache.add([{"key": "a", "response": "1.1.1.1"}, {"key": "b", "response": "no idea"}])
+    with path.open("a") as f:
+        f.write('{"key": "c", "resp')  # killed mid-write
+    reread = ResponseCache(path)
+    assert (len(reread), reread.skipped, reread["b"]) == (2, 1, "no idea")
+    reread.add([{"key": "d", "response": "2.7.-.-"}])
+    again = ResponseCache(path)
+    assert (len(again), again.skipped, again["d"]) == (3, 1, "2.7.-.-")
+    key = cache_key("m", "p", SHORT)
+    assert key != cache_key("m", "p", GenerationSettings(max_new_tokens=13)) != cache_key("m2", "p", SHORT)
+
+
+# ---------------------------------------------------------------- the real SmolLM2-135M-Instruct
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    """The real GGUF model, loaded once (~25 s): every test below generates a dozen tokens or so."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield HFChatBackend("smollm2")
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_batched_left_padded_generation_matches_one_at_a_time(smollm2, splits):
+    queries = [splits["test1"][i] for i in (0, 1, 2)]
+    prompts = [smollm2.render(c) for c in build_conversations(queries, [], 0, 150, 0)]
+    prompts[1] = prompts[1].replace("Gene (", "Here is the gene. Gene (")  # unequal lengths: padding matters
+    assert smollm2.tokenizer.padding_side == "left"
+    batched = smollm2.generate(prompts, SHORT)
+    assert batched == [smollm2.generate([p], SHORT)[0] for p in prompts]
+    assert all(isinstance(a, str) and a and "<|im_end|>" not in a for a in batched)
+
+
+@pytest.mark.slow
+def test_resume_generates_only_the_missing_answers(smollm2, splits, tmp_path):
+    conversations = build_conversations(splits["test2"][:5], splits["train"], 3, 60, seed=0)
+    prompts = [smollm2.render(c) for c in conversations]
+    cache_path = tmp_path / "responses.jsonl"
+    start = smollm2.n_generated
+    first, generated = generate_cached(smollm2, prompts[:3], SHORT, ResponseCache(cache_path), batch_size=2)
+    assert generated == 3 and smollm2.n_generated - start == 3
+    resumed, generated = generate_cached(smollm2, prompts, SHORT, ResponseCache(cache_path), batch_size=2)
+    assert generated == 2 and smollm2.n_generated - start == 5  # only the 2 new records
+    assert resumed[:3] == first
+    again, generated = generate_cached(smollm2, prompts, SHORT, ResponseCache(cache_path), batch_size=2)
+    assert (again, generated, smollm2.n_generated - start) == (resumed, 0, 5)
+
+
+@pytest.mark.slow
+def test_prompt_llm_end_to_end_scores_what_it_writes(smollm2, mini_benchmark, tmp_path):
+    script = load_script()
+    overrides = [f"data={mini_benchmark}", "split=test1", "shots=3", "limit=3", "dna_max_nt=60",
+                 "generation.max_new_tokens=12", f"cache={tmp_path / 'cache.jsonl'}"]
+    metrics = script.main(load_config(script.LLMConfig, CONFIG, [*overrides, f"out={tmp_path / 'a'}"]), smollm2)
+    preds = pl.read_csv(tmp_path / "a" / "predictions.tsv", separator="\t", infer_schema=False)
+    assert preds.columns == ["id", "true_ec", "answer", "parsed_ec"] and len(preds) == 3
+    parsed = [parse_answer(a or "") for a in preds["answer"]]
+    assert parsed == preds["parsed_ec"].to_list()
+    assert all(p is None or is_full_ec(p) or p.endswith("-") for p in parsed)
+    on_disk = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    recomputed = score(preds["true_ec"].to_list(), parsed)
+    assert {k: on_disk[k] for k in recomputed} == pytest.approx(recomputed, nan_ok=True)
+    assert (on_disk["generated"], on_disk["n"], on_disk["shots"]) == (3, 3, 3)
+    prompts = [json.loads(line) for line in (tmp_path / "a" / "prompts.jsonl").read_text().splitlines()]
+    for row, prompt in zip(preds.iter_rows(named=True), prompts):
+        assert row["id"] == prompt["id"] and row["true_ec"] not in ecs_in_text(prompt["prompt"])
+    # a rerun reads every answer from the cache and writes the same predictions
+    rerun = script.main(load_config(script.LLMConfig, CONFIG, [*overrides, f"out={tmp_path / 'b'}"]), smollm2)
+    assert (rerun["generated"], rerun["from_cache"]) == (0, 3)
+    assert (tmp_path / "b" / "predictions.tsv").read_bytes() == (tmp_path / "a" / "predictions.tsv").read_bytes()
