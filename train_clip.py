@@ -127,7 +127,7 @@ train = splits["train"]
 accelerator.print(", ".join(f"{k}: {len(v)} records / {len(v.texts)} texts" for k, v in splits.items()))
 
 # -- model ----------------------------------------------------------------------------------------
-if not Path(cfg.dna_encoder).exists():
+if not (Path(cfg.dna_encoder).exists() or cfg.dna_encoder.startswith("kmer")):
     raise SystemExit(f"error: dna_encoder {cfg.dna_encoder} not found (pretrain LOLBERT first, or set dna_encoder=PATH)")
 model = build_clip_model(
     cfg.dna_encoder,
@@ -140,6 +140,7 @@ model = build_clip_model(
     text_head=cfg.text_head,
     head_hidden=cfg.head_hidden,
     text_embed_dtype=cfg.text_embed_dtype,
+    window_nt=cfg.window_nt,
 )
 dna_tokenize = model.dna_encoder.tokenize
 
@@ -253,14 +254,15 @@ def recall_at(query_ecs, gallery_ecs, indices) -> dict[str, float]:
 
 enzyme_db = load_enzyme(cfg.enzyme_dat, cfg.enzclass)
 candidate_ecs = enzyme_db.active_ecs()
-candidate_texts = [describe_ec(ec, enzyme_db, t, masked=True) for t in cfg.zero_shot_templates for ec in candidate_ecs]
+# one list per template, each cached on its own (adding a template to the average embeds only that one)
+candidate_texts = [[describe_ec(ec, enzyme_db, t, masked=True) for ec in candidate_ecs] for t in cfg.zero_shot_templates]
 
 
 def evaluate(m, names: list[str], retrieval_split: str) -> dict:
     """Retrieval on ``retrieval_split``; zero-shot over every ENZYME EC (nearest EC, and hierarchical with
     tau from the config or chosen on Valid) and kNN (train index) on each of ``names``."""
     m.eval()
-    cand = embed_text(m, candidate_texts).reshape(len(cfg.zero_shot_templates), len(candidate_ecs), -1).mean(0)
+    cand = np.mean([embed_text(m, texts) for texts in candidate_texts], axis=0)  # unit vectors, averaged per EC
     cand = torch.nn.functional.normalize(torch.from_numpy(cand), dim=-1)
     index_split = train
     if cfg.knn_max_index and len(train) > cfg.knn_max_index:

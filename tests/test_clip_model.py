@@ -101,6 +101,53 @@ def test_save_and_load_round_trip_is_self_contained(model, tmp_path):
     assert loaded.config.freeze_text and loaded.config.projection_dim == 16
 
 
+def test_kmer_tower_with_mlp_head_trains_saves_and_reloads(tmp_path):
+    """Architecture by config: a weightless k-mer spectrum tower, an MLP head whose LayerNorm makes the
+    tiny spectrum frequencies trainable; the head learns, the reloaded model embeds identically."""
+    torch.manual_seed(0)
+    model = build_clip_model("kmer:3", projection_dim=8, dna_head="mlp", head_hidden=16, window_nt=0)
+    assert isinstance(model.dna_projection[0], torch.nn.LayerNorm)
+    texts = model.embed_texts(TEXTS)
+    feats = model.dna_features(**_batch(model))
+    assert feats.shape == (3, 64) and torch.allclose(feats.sum(1), torch.ones(3))  # the spectrum itself
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    loss_fn, labels = ClipLoss(), torch.arange(3)
+    losses = []
+    for _ in range(20):
+        out = model(**_batch(model), text_features=texts)
+        loss = loss_fn(out.dna_embeds, out.text_embeds, out.logit_scale, labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    model.eval()
+    model.save_pretrained(tmp_path / "kmer")
+    loaded = BioTalkClipModel.from_pretrained(tmp_path / "kmer").eval()
+    assert loaded.dna_encoder.name == "kmer:3" and loaded.config.dna_head == "mlp"
+    with torch.no_grad():
+        assert torch.allclose(model(**_batch(model), text_features=texts).dna_embeds,
+                              loaded(**_batch(loaded), text_features=texts).dna_embeds, atol=1e-6)
+
+
+def test_bf16_text_embedding_is_close_to_float32(model):
+    fp32 = model.embed_texts(TEXTS)
+    model.config.text_embed_dtype = "bfloat16"
+    try:
+        bf16 = model.embed_texts(TEXTS)
+    finally:
+        model.config.text_embed_dtype = "float32"
+    assert bf16.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(fp32, bf16).min() > 0.99
+
+
+def test_bad_head_or_dtype_names_are_rejected(tiny_lolbert):
+    with pytest.raises(ValueError, match="dna_head"):
+        build_clip_model(tiny_lolbert, dna_head="transformer")
+    with pytest.raises(ValueError, match="text_embed_dtype"):
+        build_clip_model(tiny_lolbert, text_embed_dtype="int8")
+
+
 def test_from_pretrained_rejects_a_non_clip_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a BioTalk-CLIP directory"):
         BioTalkClipModel.from_pretrained(tmp_path)

@@ -104,6 +104,13 @@ def test_metrics_layout_and_ranges(single):
         assert {"hP", "hR", "hF"} <= set(zs) and all(0 <= zs[k] <= 1 for k in ("hP", "hR", "hF"))
         assert set(metrics["knn"][split]) == {"k=1", "k=3"}
         assert metrics["knn"][split]["k=1"] <= metrics["knn"][split]["k=3"]  # more neighbours, best overlap
+    # Hierarchical zero-shot: tau chosen on Valid as the best of the grid; tau = 0 is the nearest EC.
+    zh, curves = metrics["zero_shot_hierarchical"], metrics["zero_shot_tradeoff"]
+    assert zh["tau_from"] == "valid" and zh["valid"]["hF"] == pytest.approx(max(r["hF"] for r in curves["valid"]))
+    for split in ("valid", "test1", "test2"):
+        by_tau = {r["tau"]: r for r in curves[split]}
+        assert by_tau[0.0]["hF"] == pytest.approx(metrics["zero_shot"][split]["hF"]) and by_tau[0.0]["mean_depth"] == 4
+        assert zh[split]["hF"] == pytest.approx(by_tau[zh["tau"]]["hF"])
     # Test-II ECs never occur in training: zero-shot still names them from their ENZYME descriptions.
     assert metrics["zero_shot"]["test2"]["unseen_ec_records"] == len(UNSEEN) * 2
     assert [h["epoch"] for h in metrics["history"]] == [0, 1]

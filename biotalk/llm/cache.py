@@ -79,10 +79,11 @@ def generate_cached(
     backend, prompts: Sequence[str], settings: GenerationSettings, cache: ResponseCache, batch_size: int = 8
 ) -> tuple[list[str], int]:
     """Answers to rendered ``prompts`` (cached ones read, the others generated in length-sorted batches);
-    returns (answers in prompt order, number generated now)."""
+    returns (answers in prompt order, number generated now). Identical prompts (a gene with two ECs is two
+    records) are generated once."""
     keys = [cache_key(backend.model_id, p, settings) for p in prompts]
     todo: dict[str, str] = {}
-    for key, prompt in zip(keys, prompts):
+    for key, prompt in zip(keys, prompts, strict=True):
         if key not in cache:
             todo.setdefault(key, prompt)
     order = sorted(todo, key=lambda k: -len(todo[k]))  # similar lengths together: little padding
@@ -93,7 +94,7 @@ def generate_cached(
             cache.add([
                 {"key": k, "model": backend.model_id, "settings": dataclasses.asdict(settings), "prompt": todo[k],
                  "response": a}
-                for k, a in zip(batch, answers)
+                for k, a in zip(batch, answers, strict=True)
             ])  # fmt: skip
             bar.update(len(batch))
     return [cache[k] for k in keys], len(order)

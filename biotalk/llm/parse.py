@@ -46,6 +46,6 @@ def score(y_true: Sequence[str], predicted: Sequence[str | None]) -> dict:
         "partial": sum(p is not None and not is_full_ec(p) for p in predicted) / n,
         "micro": hierarchical_prf(true, predicted, average="micro"),
         "macro": hierarchical_prf(true, predicted, average="macro"),
-        "exact_match": sum(p == t for p, t in zip(predicted, true)) / n,
+        "exact_match": sum(p == t for p, t in zip(predicted, true, strict=True)) / n,
         "level_accuracy": level_accuracy(true, predicted),
     }

@@ -27,9 +27,9 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from biotalk.embeddings import usable_poolings
 from biotalk.io import atomic_dir
 from biotalk.models.encoders import DNAEncoder, TransformerEncoder, load_dna_encoder
-from biotalk.models.pooling import pool
 
 DNA_DIR, TEXT_DIR, HEADS_FILE = "dna_encoder", "text_encoder", "model.safetensors"
 HEADS = ("linear", "mlp")
@@ -66,6 +66,7 @@ class BioTalkClipConfig(PretrainedConfig):
         text_head: str = "linear",
         head_hidden: int = 512,
         text_embed_dtype: str = "float32",
+        window_nt: int = 0,
         **kwargs,
     ) -> None:
         for name, value in (("dna_head", dna_head), ("text_head", text_head)):
@@ -85,6 +86,7 @@ class BioTalkClipConfig(PretrainedConfig):
         self.text_head = text_head
         self.head_hidden = head_hidden
         self.text_embed_dtype = text_embed_dtype
+        self.window_nt = window_nt  # DNA window the model was trained on (0 = whole gene); retrieval embeds the same
         super().__init__(**kwargs)
 
 
@@ -142,9 +144,10 @@ class BioTalkClipModel(PreTrainedModel):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, special_tokens_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Masked-pooled DNA tower output (before the head): the embedding kNN evaluation uses.
-        Padding is never pooled; special tokens are left out of mean/min/max when their mask is given."""
-        hidden = self.dna_encoder(input_ids=input_ids, attention_mask=attention_mask)
-        return pool(hidden, attention_mask, self.config.dna_pooling, special_tokens_mask)
+        Padding is never pooled; special tokens are left out of mean/min/max when their mask is given.
+        A tower with one fixed pooling (the k-mer spectrum) uses it, as in ``biotalk.embeddings``."""
+        (pooling,) = usable_poolings(self.dna_encoder, [self.config.dna_pooling])
+        return self.dna_encoder.embed_batch(input_ids, attention_mask, special_tokens_mask, [pooling])[pooling]
 
     def text_features(self, text_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Sentence embedding of tokenised texts (``text_encoder.preprocess`` output)."""

@@ -1,0 +1,97 @@
+"""One command for every table of the paper, on the embedded mini data (or your own built benchmark).
+
+    python scripts/reproduce.py [--config FILE] [key=value ...]      # or: make reproduce
+
+Table 1 (benchmark sizes), Tables 2-3 (kNN hierarchical precision, silhouette), Table 4 (MLP and
+baselines), Table 5 (LLM prompting), plus the CLIP model the paper did not have. Each step runs the
+project's own command line and writes into ``out/<step>``; ``REPORT.md`` collects the tables. Steps are
+skipped when their output exists (delete it or pass ``force=true``), so a killed run resumes where it stopped.
+The paper's numbers stand in separate columns: they come from different (full-scale) data and are not comparable.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from biotalk.config import parse_args
+from biotalk.io import write_text
+
+
+@dataclass
+class Config:
+    out: Path = Path("runs/reproduce")
+    benchmark: Path = Path("out/mini-benchmark")
+    seed: int = 0
+    pretrain: bool = True  # false: use the shipped models/lolbert-mini instead of pretraining anew (~30 min)
+    shipped_lolbert: Path = Path("models/lolbert-mini")
+    llm_limit: int = 40  # records per (test set, shot setting) for Table 5; 0 = all
+    force: bool = False
+    steps: list[str] = field(
+        default_factory=lambda: ["table1", "lolbert", "finetune", "tables23", "table4", "clip", "table5"]
+    )
+
+
+def run(name: str, done: Path, args: list[str], force: bool) -> None:
+    """Run one step unless its ``done`` marker output exists."""
+    if done.exists() and not force:
+        print(f"=== {name}: already done ({done})", flush=True)
+        return
+    print(f"\n=== {name}: {' '.join(args)}", flush=True)
+    start = time.time()
+    if subprocess.run([sys.executable, *args]).returncode != 0:
+        print(f"error: step '{name}' failed; rerun to resume from it", file=sys.stderr)
+        raise SystemExit(1)
+    print(f"=== {name} done in {time.time() - start:.0f} s", flush=True)
+
+
+def main() -> None:
+    cfg = parse_args(Config, description=__doc__)
+    out, force = cfg.out, cfg.force
+    lolbert = out / "lolbert" / "final" if cfg.pretrain else cfg.shipped_lolbert
+    finetuned = out / "lolbert-finetuned" / "model"
+    encoders = f"[kmer:4,kmer:6,{lolbert},{finetuned}]"
+    report = ["# BioTalk tables on the mini benchmark", ""]
+
+    if "table1" in cfg.steps:
+        run("Table 1: build the benchmark", cfg.benchmark / "stats.json",
+            ["scripts/build_benchmarks.py", "--config", "configs/data/mini.yaml", f"out={cfg.benchmark}", f"seed={cfg.seed}"], force)
+        report += ["## Table 1 (records / classes)", "", f"See `{cfg.benchmark}/README.md` (dataset card) and `stats.json`.", ""]
+    if "lolbert" in cfg.steps and cfg.pretrain:
+        run("LOLBERT pretraining", lolbert / "config.json",
+            ["scripts/pretrain_lolbert.py", "--config", "configs/lolbert/mini.yaml", f"out={out / 'lolbert'}",
+             "resume=latest", f"seed={cfg.seed}"], force)
+    if "finetune" in cfg.steps:
+        run("LOLBERT fine-tuning", finetuned / "config.json",
+            ["scripts/finetune_lolbert.py", "--config", "configs/lolbert/finetune_mini.yaml", f"model={lolbert}",
+             f"data={cfg.benchmark}", f"out={out / 'lolbert-finetuned'}", f"seed={cfg.seed}"], force)
+    if "tables23" in cfg.steps:
+        run("Tables 2-3", out / "tables23" / "tables.md",
+            ["scripts/eval_embeddings.py", "--config", "configs/eval/mini.yaml", f"data={cfg.benchmark}",
+             f"encoders={encoders}", f"out={out / 'tables23'}"], force)
+        report += ["## Tables 2 and 3", "", (out / "tables23" / "tables.md").read_text(), ""]
+    if "table4" in cfg.steps:
+        run("Table 4", out / "table4" / "table4.md",
+            ["scripts/table4.py", "--config", "configs/classifier/table4_mini.yaml", f"data={cfg.benchmark}",
+             f"encoders=[kmer:6,{lolbert},{finetuned}]", f"out={out / 'table4'}"], force)
+        report += ["## Table 4", "", (out / "table4" / "table4.md").read_text(), ""]
+    if "clip" in cfg.steps:
+        run("BioTalk-CLIP", out / "clip" / "metrics.json",
+            ["train_clip.py", "--config", "configs/clip/mini.yaml", f"data={cfg.benchmark}", f"out={out / 'clip'}",
+             f"seed={cfg.seed}"], force)
+        report += ["## BioTalk-CLIP", "", f"Metrics: `{out / 'clip' / 'metrics.json'}`.", ""]
+    if "table5" in cfg.steps:
+        run("Table 5", out / "table5" / "table5.md",
+            ["prompt_llm.py", "--config", "configs/llm/mini.yaml", f"data={cfg.benchmark}", f"out={out / 'table5'}",
+             f"limit={cfg.llm_limit}", f"seed={cfg.seed}"], force)
+        report += ["## Table 5", "", (out / "table5" / "table5.md").read_text(), ""]
+
+    write_text(out / "REPORT.md", "\n".join(report))
+    print(f"\nwrote {out / 'REPORT.md'}")
+
+
+if __name__ == "__main__":
+    main()
