@@ -4,7 +4,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint clean
+.PHONY: demo test reproduce lint clean
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
@@ -19,6 +19,9 @@ demo: .venv/.installed
 
 test: .venv/.installed
 	$(PY) -m pytest -q tests
+
+reproduce: .venv/.installed
+	$(PY) scripts/reproduce.py
 
 lint: .venv/.installed
 	$(PY) -m ruff check biotalk scripts tests benchmarks *.py
