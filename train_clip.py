@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate import Accelerator, DataLoaderConfiguration, InitProcessGroupKwargs
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
@@ -102,10 +102,13 @@ cfg = parse_args(Config, description=__doc__.splitlines()[0])
 if cfg.ec_batches not in ("soft", "unique"):
     raise SystemExit(f"error: ec_batches must be soft or unique, got {cfg.ec_batches!r}")
 trackers = [t for t in cfg.trackers if t != "wandb" or importlib.util.find_spec("wandb")]
+deepspeed_on_cpu = not torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
 accelerator = Accelerator(
     # Without CUDA, Accelerate forms a multi-process (gloo) group only when told to use the CPU; that
-    # switch would also silently turn DeepSpeed off, so a DeepSpeed launch keeps it unset.
-    cpu=not torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() != "true",
+    # switch would also silently turn DeepSpeed off. A DeepSpeed launch on CPU names the gloo backend
+    # instead: without it Accelerate counts one process while DeepSpeed runs N.
+    cpu=not torch.cuda.is_available() and not deepspeed_on_cpu,
+    kwargs_handlers=[InitProcessGroupKwargs(backend="gloo")] if deepspeed_on_cpu else None,
     mixed_precision=cfg.mixed_precision or None,
     gradient_accumulation_steps=cfg.grad_accum,
     dataloader_config=DataLoaderConfiguration(split_batches=True),

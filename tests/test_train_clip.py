@@ -152,3 +152,16 @@ def test_two_processes_train_like_one_with_the_same_global_batch(setup, single):
     # Same losses step after step: the gathered loss and the gradients equal the single-process ones.
     assert np.allclose([r["loss"] for r in one], [r["loss"] for r in two_log], rtol=1e-4, atol=1e-5)
     assert json.loads((two / "metrics.json").read_text())["zero_shot"]["test2"]["n"] == len(UNSEEN) * 2
+
+
+@pytest.mark.slow
+def test_deepspeed_two_cpu_processes_train_like_one(setup, single):
+    pytest.importorskip("deepspeed")
+    launcher = [sys.executable, "-m", "accelerate.commands.launch",
+                "--config_file", str(ROOT / "configs" / "accelerate" / "deepspeed_zero2.yaml"),
+                "--num_processes", "2", "--main_process_port", "29534"]
+    two = _run(setup, "deepspeed", "epochs=2", "eval_each_epoch=false", launcher=launcher)
+    one, ds_log = _log(single), _log(two)
+    assert len(ds_log) == len(one) == 12
+    assert np.allclose([r["loss"] for r in one], [r["loss"] for r in ds_log], rtol=1e-4, atol=1e-5)
+    assert (two / "final" / "model.safetensors").is_file()
