@@ -213,8 +213,8 @@ representative: `UniRef50_<AC>`.
 Per EC, clusters are drawn at random under the seed (UniRef50, falling back to UniRef90, UniRef100,
 then single sequences when an EC has fewer than 3 units). ECs found only in curated records and
 curated ECs that cannot be split go to Test-II. Guarantees: one DNA sequence sits in one split of a
-benchmark; no Test-I/Test-II record, nor a record sharing its split cluster (Test-II: its UniRef50
-cluster), is in any train or valid set; every Test-I EC is in Benchmark-III Train; no Test-II EC is
+benchmark; no Test-I/Test-II record, nor a record sharing its split cluster (UniRef100 when the split
+fell back to single records; Test-II: its UniRef50 cluster), is in any train or valid set; every Test-I EC is in Benchmark-III Train; no Test-II EC is
 in any train or valid set. Rows that broke a guarantee were removed (`removed.tsv`):
 
 | scope: reason | rows |
