@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from biotalk.config import parse_args
+from biotalk.reports import clip_summary
 
 
 @dataclass
@@ -40,23 +41,6 @@ def run(step: str, args: list[str]) -> None:
     print(f"=== {step} done in {time.time() - start:.0f} s", flush=True)
 
 
-def summary(metrics: dict) -> str:
-    """A small markdown table of the CLIP scores."""
-    rows = ["| metric | Test-I | Test-II |", "|---|---|---|"]
-    for key, label in (("zero_shot", "zero-shot hF (nearest EC)"), ("zero_shot_hierarchical", "zero-shot hF (hierarchical)")):
-        if key in metrics:
-            rows.append(f"| {label} | {metrics[key]['test1']['hF']:.4f} | {metrics[key]['test2']['hF']:.4f} |")
-    knn = metrics.get("knn", {})
-    if knn:
-        rows.append(f"| DNA-tower kNN hP, k=1 | {knn['test1']['k=1']:.4f} | {knn['test2']['k=1']:.4f} |")
-    retrieval = metrics.get("retrieval", {})
-    for direction in ("dna_to_text", "text_to_dna"):
-        if direction in retrieval:
-            r = retrieval[direction]
-            rows.append(f"| {direction.replace('_', ' ')} R@1/5/10 | {r['R@1']:.3f} / {r['R@5']:.3f} / {r['R@10']:.3f} | |")
-    return "\n".join(rows)
-
-
 def main() -> None:
     cfg = parse_args(Config, description=__doc__)
     start = time.time()
@@ -73,7 +57,7 @@ def main() -> None:
     metrics = json.loads((cfg.clip_out / "metrics.json").read_text())
     print(f"\nBioTalk-CLIP on the mini benchmark (Benchmark-{metrics['config']['benchmark']}), "
           f"{time.time() - start:.0f} s in all:\n")
-    print(summary(metrics))
+    print(clip_summary(metrics))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from biotalk.config import parse_args
+from biotalk.data.build import format_table1
 from biotalk.io import write_text
+from biotalk.reports import clip_summary
 
 
 @dataclass
@@ -60,7 +62,9 @@ def main() -> None:
     if "table1" in cfg.steps:
         run("Table 1: build the benchmark", cfg.benchmark / "stats.json",
             ["scripts/build_benchmarks.py", "--config", "configs/data/mini.yaml", f"out={cfg.benchmark}", f"seed={cfg.seed}"], force)
-        report += ["## Table 1 (records / classes)", "", f"See `{cfg.benchmark}/README.md` (dataset card) and `stats.json`.", ""]
+        stats = json.loads((cfg.benchmark / "stats.json").read_text())
+        report += ["## Table 1 (records / classes)", "", format_table1(stats), "",
+                   f"Dataset card: `{cfg.benchmark}/README.md`.", ""]
     if "lolbert" in cfg.steps and cfg.pretrain:
         run("LOLBERT pretraining", lolbert / "config.json",
             ["scripts/pretrain_lolbert.py", "--config", "configs/lolbert/mini.yaml", f"out={out / 'lolbert'}",
@@ -83,7 +87,8 @@ def main() -> None:
         run("BioTalk-CLIP", out / "clip" / "metrics.json",
             ["train_clip.py", "--config", "configs/clip/mini.yaml", f"data={cfg.benchmark}", f"out={out / 'clip'}",
              f"seed={cfg.seed}"], force)
-        report += ["## BioTalk-CLIP", "", f"Metrics: `{out / 'clip' / 'metrics.json'}`.", ""]
+        metrics = json.loads((out / "clip" / "metrics.json").read_text())
+        report += ["## BioTalk-CLIP (zero-shot over every ENZYME EC)", "", clip_summary(metrics), ""]
     if "table5" in cfg.steps:
         rows = ["| set | prompting | hP / hR / hF | exact match | answers with an EC | n |", "|---|---|---|---|---|---|"]
         for split in ("test1", "test2"):
