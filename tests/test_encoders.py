@@ -135,7 +135,7 @@ def test_remote_code_only_with_consent(tmp_path):
     raw["auto_map"] = {"AutoConfig": "modeling_tinydna.TinyDnaConfig", "AutoModel": "modeling_tinydna.TinyDnaModel"}
     (tmp_path / "config.json").write_text(json.dumps(raw))
     (tmp_path / "vocab.txt").write_text("\n".join(DNABERT_SPECIALS + all_kmers(6)) + "\n")
-    with pytest.raises(ValueError, match="trust_remote_code=True"):
+    with pytest.raises(ValueError, match="opt in with the trust_remote_code"):
         load_dna_encoder(tmp_path)
     enc = load_dna_encoder(tmp_path, trust_remote_code=True)
     assert type(enc.model).__name__ == "TinyDnaModel" and enc.max_tokens == 40

@@ -4,7 +4,7 @@ Everything loads from local directories (no Hugging Face Hub here):
 - LOLBERT (RoBERTa + its single-nucleotide tokenizer, as ``scripts/pretrain_lolbert.py`` saves it),
 - DNABERT-6 (BERT; its ``vocab.txt`` of 6-mers becomes an overlapping k-mer fast tokenizer),
 - Nucleotide Transformer (ESM; its ``vocab.txt`` becomes a non-overlapping 6-mer fast tokenizer),
-- DNABERT-2 and any checkpoint that ships its own model code: only with ``trust_remote_code=True``,
+- DNABERT-2 and any checkpoint that ships its own model code: only when the caller opts in with ``trust_remote_code``,
 - any other local checkpoint (AutoModel + AutoTokenizer),
 - ``kmer`` / ``kmer:K`` / ``kmer:K:canonical``: the k-mer spectrum baseline, no weights at all.
 """
@@ -232,7 +232,7 @@ def load_dna_encoder(name_or_path: str | Path, trust_remote_code: bool = False,
     if raw.get("auto_map") and not trust_remote_code:
         raise ValueError(
             f"{path} ships its own model code (auto_map in config.json, e.g. DNABERT-2); it runs only if you "
-            "trust it: pass trust_remote_code=True (scripts: trust_remote_code=true)"
+            "trust it: opt in with the trust_remote_code argument (scripts: trust_remote_code=true)"
         )
     tokenizer = _load_tokenizer(path, model_type, trust_remote_code)
     extra = {"add_pooling_layer": False} if model_type in _HAS_POOLER and not raw.get("auto_map") else {}
