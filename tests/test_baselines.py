@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_classifier import load_script
+from fixtures.scripts import load_script
 
 from biotalk.baselines import (
     best_hits,
@@ -88,7 +88,7 @@ def test_translate_cds_stops_at_the_first_stop(table):
 
 @pytest.mark.slow
 def test_table4_scores_every_method_and_skips_missing_encoders(mini_benchmark, tmp_path):
-    table4 = load_script(ROOT / "scripts" / "table4.py")
+    table4 = load_script("scripts/table4.py")
     cfg = load_config(table4.Table4Config, ROOT / "configs/classifier/table4_mini.yaml", [
         f"data={mini_benchmark}", "benchmarks=[III]", f"encoders=[kmer:6,{tmp_path / 'no-such-model'}]",
         f"cache_dir={tmp_path / 'cache'}", f"out={tmp_path / 'table4'}", "mlp.epochs=2"])

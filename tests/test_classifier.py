@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
 import yaml
+from fixtures.scripts import load_script
 
 from biotalk.config import load_config
 from biotalk.data import load_benchmark
@@ -133,17 +131,8 @@ def test_score_block_layout():
     assert block["accuracy"] == pytest.approx(1 / 3) and block["coverage"] == pytest.approx(2 / 3)
 
 
-def load_script(path: Path) -> ModuleType:
-    """A top-level script as a module, wherever pytest runs from."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module  # dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
 def _run(mini_benchmark, tmp_path, name: str, *overrides: str) -> Path:
-    script = load_script(ROOT / "train_classifier.py")
+    script = load_script("train_classifier.py")
     out = tmp_path / name
     cfg = load_config(script.ClassifierConfig, CONFIG, [f"data={mini_benchmark}", f"out={out}",
                                                  f"cache_dir={tmp_path / 'cache'}", "mlp.epochs=3", *overrides])

@@ -1,14 +1,13 @@
 """LOLBERT fine-tuning for EC classification on the real mini benchmark (tiny random LOLBERT)."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
+from fixtures.scripts import load_script
 from transformers import AutoTokenizer, RobertaForSequenceClassification
 
 from biotalk.config import load_config
@@ -18,15 +17,7 @@ from biotalk.models.encoders import load_dna_encoder
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("finetune_lolbert", ROOT / "scripts" / "finetune_lolbert.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-finetune = _load_script()
+finetune = load_script("scripts/finetune_lolbert.py")
 
 
 def test_eval_windows_tile_the_whole_gene():

@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 import torch
+from fixtures.scripts import load_script
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -38,13 +37,6 @@ SHORT = GenerationSettings(max_new_tokens=12)
 COLUMNS = ["RecordId", "EC", "Sequence", "IsDuplicate", "Description", "DescriptionMasked"]
 GENE_RE = re.compile(r"^Gene \((?:first (\d+) of )?(\d+) nt\): ([ACGTN]+)$")
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("prompt_llm", ROOT / "prompt_llm.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["prompt_llm"] = module  # dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------- parsing and scoring
@@ -135,7 +127,7 @@ def test_examples_depend_only_on_seed_and_record(splits):
 
 
 def test_select_queries_is_a_stable_prefix(splits):
-    script = load_script()
+    script = load_script("prompt_llm.py")
     split = [dict(r, IsDuplicate=False) for r in splits["test2"]]
     assert script.select_queries(split, 7, 0) == script.select_queries(split, 20, 0)[:7]
     assert script.select_queries(split, 7, 0) != script.select_queries(split, 7, 1)
@@ -200,7 +192,7 @@ def test_resume_generates_only_the_missing_answers(smollm2, splits, tmp_path):
 
 @pytest.mark.slow
 def test_prompt_llm_end_to_end_scores_what_it_writes(smollm2, mini_benchmark, tmp_path):
-    script = load_script()
+    script = load_script("prompt_llm.py")
     overrides = [f"data={mini_benchmark}", "split=test1", "shots=3", "limit=3", "dna_max_nt=60",
                  "generation.max_new_tokens=12", f"cache={tmp_path / 'cache.jsonl'}"]
     metrics = script.main(load_config(script.LLMConfig, CONFIG, [*overrides, f"out={tmp_path / 'a'}"]), smollm2)

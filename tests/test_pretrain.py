@@ -1,6 +1,5 @@
 """Genome regions, held-out fragments and LOLBERT pretraining (tiny model, real genomes)."""
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures.scripts import load_script
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, RobertaForMaskedLM
 
@@ -28,15 +28,7 @@ TINY = [
 ]  # fmt: skip
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("pretrain_lolbert", ROOT / "scripts" / "pretrain_lolbert.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-pretrain = _load_script()
+pretrain = load_script("scripts/pretrain_lolbert.py")
 
 
 @pytest.fixture(scope="module")
