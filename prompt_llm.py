@@ -8,7 +8,7 @@ Each test record becomes one chat (biotalk/llm/prompts.py): the query shows only
 Answers are cached by (model, prompt, generation settings) in ``cache`` as they are generated, so a
 killed run resumes where it stopped. The first EC number in an answer is the prediction (never
 eval'ed); no EC number means no prediction. Outputs in ``out`` (written all at once): ``metrics.json``
-(hierarchical P/R/F on EC prefixes, exact match, per-level accuracy, parseable fraction),
+(the metric block every model reports, ``biotalk.metrics.score_predictions``, plus the partial-answer rate),
 ``predictions.tsv`` (id, true EC, raw answer, parsed EC), ``prompts.jsonl`` and ``config.yaml``.
 """
 
@@ -18,13 +18,14 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
-import numpy as np
 import polars as pl
 import torch
 import yaml
 
-from biotalk.config import parse_args, to_dict
+from biotalk.cli import run
+from biotalk.config import to_dict
 from biotalk.data import load_benchmark
 from biotalk.io import atomic_dir, write_json, write_text
 from biotalk.llm import (
@@ -34,17 +35,18 @@ from biotalk.llm import (
     build_conversations,
     generate_cached,
     parse_answer,
-    score,
+    resolve_model,
+    score_answers,
 )
-
-SPLITS = ("test1", "test2", "valid")
+from biotalk.reports import block_line
+from biotalk.rng import stream
 
 
 @dataclass
 class LLMConfig:
     data: Path = Path("out/mini-benchmark")  # output of scripts/build_benchmarks.py (or the published files)
     benchmark: str = "III"  # its training split supplies the few-shot examples
-    split: str = "test1"  # test1 (Test-I), test2 (Test-II) or valid
+    split: Literal["test1", "test2", "valid"] = "test1"  # Test-I, Test-II or validation
     shots: int = 0  # 0 = zero-shot; the paper's few-shot is 3
     limit: int = 0  # first N records of a seeded shuffle of the split; 0 = all
     seed: int = 0  # record order, example draws, sampling
@@ -62,14 +64,14 @@ class LLMConfig:
 def select_queries(split, limit: int, seed: int) -> list[dict]:
     """Distinct records of the split in a seeded order; the first ``limit`` of them (same for any limit)."""
     rows = sorted((r for r in split if not r["IsDuplicate"]), key=lambda r: r["RecordId"])
-    order = np.random.default_rng(seed).permutation(len(rows))
+    order = stream(seed).permutation(len(rows))
     return [rows[i] for i in order[: limit or None]]
 
 
 def main(cfg: LLMConfig, backend: HFChatBackend | None = None) -> dict:
     """Run one Table 5 cell; ``backend`` lets a caller reuse a loaded model (else ``cfg.model`` is loaded)."""
-    if cfg.split not in SPLITS:
-        raise SystemExit(f"error: split must be one of {SPLITS}, got {cfg.split!r}")
+    if backend is None:
+        resolve_model(cfg.model)  # a wrong model fails here, before any work
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out or f"runs/llm/{cfg.benchmark}-{cfg.split}-{cfg.shots}shot")
@@ -92,7 +94,7 @@ def main(cfg: LLMConfig, backend: HFChatBackend | None = None) -> dict:
         "dna_max_nt": cfg.dna_max_nt, "generation": asdict(cfg.generation),
         "unique_prompts": len(set(prompts)), "generated": generated, "from_cache": len(set(prompts)) - generated,
         "cache_lines_skipped": cache.skipped,
-        **score(true, parsed),
+        **score_answers(true, parsed),
     }  # fmt: skip
     predictions = pl.DataFrame(
         {"id": [q["RecordId"] for q in queries], "true_ec": true, "answer": answers, "parsed_ec": parsed},
@@ -105,12 +107,10 @@ def main(cfg: LLMConfig, backend: HFChatBackend | None = None) -> dict:
             json.dumps({"id": q["RecordId"], "prompt": p}, ensure_ascii=False) + "\n" for q, p in zip(queries, prompts, strict=True)
         ))  # fmt: skip
         write_text(tmp / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    m = metrics["micro"]
-    print(f"{out}: n={metrics['n']} parseable={metrics['parseable']:.3f} hP={m['hP']:.4f} hR={m['hR']:.4f} "
-          f"hF={m['hF']:.4f} exact={metrics['exact_match']:.4f} (generated {generated}, cached {metrics['from_cache']})")
+    print(f"{out}: {block_line(metrics)} (generated {generated}, cached {metrics['from_cache']})")
     return metrics
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    main(parse_args(LLMConfig, description=__doc__.splitlines()[0]))
+    run(main, LLMConfig, __doc__)

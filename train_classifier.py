@@ -19,21 +19,23 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import polars as pl
-import torch
 import yaml
 
-from biotalk.config import parse_args, to_dict
+from biotalk.cli import run
+from biotalk.config import to_dict
 from biotalk.data import load_benchmark
+from biotalk.data.schema import TEST_SPLITS
 from biotalk.embeddings import embed_cached, usable_poolings
-from biotalk.hierarchy import decode_hierarchical, score_predictions, tradeoff
+from biotalk.hierarchy import decode_hierarchical, tradeoff
 from biotalk.io import atomic_dir, write_json, write_text
+from biotalk.metrics import score_predictions
 from biotalk.models.classifier import MLPConfig, fit_classifier, predict_proba
 from biotalk.models.encoders import load_dna_encoder
+from biotalk.reports import block_line
+from biotalk.training import resolve_device
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-TEST_SPLITS = ("test1", "test2")
 
 
 @dataclass
@@ -77,7 +79,7 @@ def plot_tradeoff(curves: dict[str, list[dict]], path: Path) -> None:
 
 
 def main(cfg: ClassifierConfig) -> dict:
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    device = resolve_device(cfg.device)
     splits = load_benchmark(cfg.data, benchmark=cfg.benchmark)
     features = split_features(cfg, splits, device)
 
@@ -106,15 +108,11 @@ def main(cfg: ClassifierConfig) -> dict:
         write_json(out / "tradeoff.json", curves)
         plot_tradeoff(curves, out / "tradeoff.png")
     for split in TEST_SPLITS:
-        m = metrics[split]
-        print(f"{split}: hP {m['hP']:.4f} hR {m['hR']:.4f} hF {m['hF']:.4f} accuracy {m['accuracy']:.4f} (n={m['n']})")
+        print(f"{split}: {block_line(metrics[split])}")
     print(f"wrote {cfg.out}")
     return metrics
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        main(parse_args(ClassifierConfig, description=__doc__))
-    except FileNotFoundError as err:  # missing benchmark files or encoder directory: one line, no traceback
-        raise SystemExit(f"error: {err}") from None
+    run(main, ClassifierConfig, __doc__)

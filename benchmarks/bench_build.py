@@ -23,13 +23,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from biotalk.config import parse_args
+from biotalk.cli import run
 from biotalk.data.balance import balance, median_target
+from biotalk.data.build import BuildConfig, enzyme_inputs
 from biotalk.data.describe import describe_records
 from biotalk.data.enzyme import load_enzyme
 from biotalk.data.split import CLUSTER_LEVELS, assign_splits, split_benchmarks, with_dna_key
+from biotalk.rng import stream
 
-RAW = Path(__file__).resolve().parents[1] / "data" / "raw" / "expasy_enzyme"
+RAW_DIR = Path(__file__).resolve().parents[1] / "data" / "raw"
 
 
 @dataclass
@@ -41,7 +43,7 @@ class BenchConfig:
 
 
 def synthetic_records(n: int, ecs: list[str], seed: int) -> pl.DataFrame:
-    rng = np.random.default_rng(seed)
+    rng = stream(seed)
     ec_idx = (rng.zipf(1.3, n) - 1) % len(ecs)
     # Cluster sizes heavy-tailed: cluster id within the EC also Zipf-distributed.
     c50 = (rng.zipf(1.5, n) - 1) % 5000
@@ -90,14 +92,14 @@ def _peak_mb() -> float:
 
 
 def run_one(n: int, seed: int, baseline: bool) -> dict:
-    db = load_enzyme(RAW / "enzyme_2018-09-12.dat.gz", [RAW / "enzclass_2018-09-12.txt.gz"])
+    db = load_enzyme(*enzyme_inputs(BuildConfig(raw_dir=str(RAW_DIR))))  # the release of the default build
     df = synthetic_records(n, db.active_ecs(), seed)
     out = {"records": df.height, "ecs": df["EC"].n_unique(), "peak_mb_data": _peak_mb()}
     t = time.perf_counter()
     result = split_benchmarks(df, seed)
     out["split_s"], out["peak_mb_split"] = time.perf_counter() - t, _peak_mb()
     t = time.perf_counter()
-    rng = np.random.default_rng(seed)
+    rng = stream(seed)
     train_i = result.full.filter(pl.col("Split") == "train")
     train_iii = result.curated.filter(pl.col("Split") == "train")
     balanced = [balance(train_i, median_target(train_i), rng), balance(train_iii, 10, rng)]
@@ -110,16 +112,15 @@ def run_one(n: int, seed: int, baseline: bool) -> dict:
     if baseline:
         pool = with_dna_key(result.full)
         t = time.perf_counter()
-        loop_split(pool, np.random.default_rng(seed))
+        loop_split(pool, stream(seed))
         out["loop_split_i_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        assign_splits(pool.drop("Split", "SplitLevel"), np.random.default_rng(seed), with_test=False)
+        assign_splits(pool.drop("Split", "SplitLevel"), stream(seed), with_test=False)
         out["vector_split_i_s"] = time.perf_counter() - t
     return out
 
 
-def main() -> None:
-    cfg = parse_args(BenchConfig, description=__doc__)
+def main(cfg: BenchConfig) -> None:
     if cfg.one:
         print(json.dumps(run_one(cfg.one, cfg.seed, cfg.baseline)))
         return
@@ -130,4 +131,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, BenchConfig, __doc__)

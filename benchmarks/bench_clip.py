@@ -15,18 +15,15 @@ run once per launcher and compare the printed samples/s for the process-count ra
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-import numpy as np
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import send_to_device
 
 from biotalk.losses import ClipLoss
 from biotalk.models.clip import build_clip_model
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from biotalk.rng import stream
+from biotalk.training import make_accelerator
 
 
 def bench_candidates(n: int) -> None:
@@ -56,7 +53,7 @@ def bench_candidates(n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dna", default="runs/lolbert-mini/final", help="DNA tower (load_dna_encoder path)")
+    parser.add_argument("--dna", default="models/lolbert-mini", help="DNA tower (load_dna_encoder path)")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32)
@@ -65,9 +62,9 @@ def main() -> None:
     if args.candidates:
         bench_candidates(args.candidates)
         return
-    acc = Accelerator(cpu=not torch.cuda.is_available(), dataloader_config=DataLoaderConfiguration(split_batches=True))
+    acc = make_accelerator(split_batches=True)
     torch.manual_seed(0)
-    rng = np.random.default_rng(0)
+    rng = stream(0)
     n = args.batch * (args.steps + args.warmup)
     seqs = ["".join(rng.choice(list("ACGT"), 126)) for _ in range(n)]
     texts = [f"Enzyme {i} catalyses the reaction of substrate {i % 97} with water; it belongs to the hydrolases "

@@ -12,7 +12,6 @@ the same embeddings (checked) before any number is printed.
 
 from __future__ import annotations
 
-import gzip
 import json
 import tempfile
 import time
@@ -22,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from Bio import SeqIO
-from transformers import RobertaModel
 
-from biotalk.config import parse_args
+from biotalk.cli import run
 from biotalk.embeddings import embed_sequences
+from biotalk.io import open_text
 from biotalk.models import load_dna_encoder, pool
 from biotalk.models.lolbert import build_lolbert_tokenizer, lolbert_config
 
@@ -42,7 +41,7 @@ class BenchConfig:
 
 
 def read_genes(path: Path, n: int) -> list[str]:
-    with gzip.open(path, "rt") as handle:
+    with open_text(path) as handle:
         record = next(SeqIO.parse(handle, "genbank"))
     cds = [f for f in record.features if f.type == "CDS" and "pseudo" not in f.qualifiers]
     return [str(f.extract(record.seq)) for f in cds[:n]]
@@ -60,8 +59,9 @@ def per_sequence_loop(model, tokenizer, genes: list[str]) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
-def main() -> None:
-    cfg = parse_args(BenchConfig)
+def main(cfg: BenchConfig) -> None:
+    from transformers import RobertaModel  # after ``import biotalk`` set the offline Hugging Face environment
+
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     genes = read_genes(cfg.genome, cfg.genes)
@@ -94,4 +94,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, BenchConfig, __doc__)

@@ -20,10 +20,11 @@ import faiss
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from biotalk.config import parse_args
+from biotalk.cli import run
 from biotalk.io import write_json
 from biotalk.knn import knn_predict_ecs, knn_search
 from biotalk.metrics import knn_hierarchical_precision
+from biotalk.rng import stream
 
 
 @dataclass
@@ -70,11 +71,10 @@ def evaluate(
     return scores, t_search, time.perf_counter() - start, indices
 
 
-def main() -> None:
-    cfg = parse_args(BenchConfig, description=__doc__)
+def main(cfg: BenchConfig) -> None:
     faiss.omp_set_num_threads(cfg.threads)
     threadpool_limits(cfg.threads)
-    rng = np.random.default_rng(cfg.seed)
+    rng = stream(cfg.seed)
     pool = np.array(
         [".".join(map(str, row)) for row in rng.integers(1, [8, 12, 20, 200], size=(3000, 4))], dtype=object
     )
@@ -119,4 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, BenchConfig, __doc__)

@@ -17,10 +17,11 @@ import numpy as np
 from hiclass import metrics as hm
 from sklearn.exceptions import UndefinedMetricWarning
 
-from biotalk.config import parse_args
+from biotalk.cli import run
 from biotalk.ec import ec_prefixes
 from biotalk.io import write_json
 from biotalk.metrics import hierarchical_prf
+from biotalk.rng import stream
 
 
 @dataclass
@@ -32,7 +33,7 @@ class BenchConfig:
 
 
 def make_pairs(n: int, n_ecs: int, seed: int) -> tuple[list[str], list[str]]:
-    rng = np.random.default_rng(seed)
+    rng = stream(seed)
     levels = rng.integers(1, [8, 12, 20, 200], size=(n_ecs, 4))
     pool = np.array([".".join(map(str, row)) for row in levels], dtype=object)
     true = pool[rng.zipf(1.5, n) % n_ecs]
@@ -64,8 +65,7 @@ def timed(fn, *args):
     return result, time.perf_counter() - start
 
 
-def main() -> None:
-    cfg = parse_args(BenchConfig, description=__doc__)
+def main(cfg: BenchConfig) -> None:
     results = []
     for n in cfg.sizes:
         y_true, y_pred = make_pairs(n, cfg.n_ecs, cfg.seed)
@@ -93,4 +93,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, BenchConfig, __doc__)

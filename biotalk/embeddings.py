@@ -14,8 +14,6 @@ so an embedding does not depend on the other sequences of its batch.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -23,12 +21,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from biotalk.cache import cache_path, digest_strings, load_array, save_array
 from biotalk.data import load_benchmark
-from biotalk.io import atomic_path, write_json
 from biotalk.models.encoders import DNAEncoder
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def usable_poolings(encoder: DNAEncoder, requested: list[str]) -> list[str]:
@@ -146,53 +144,30 @@ def embed_sequences(encoder: DNAEncoder, seqs: list[str], poolings: list[str] | 
     return out
 
 
-def sequences_digest(seqs: list[str]) -> str:
-    """Content hash of the exact sequences (and their order) an embedding matrix belongs to."""
-    digest = hashlib.sha256()
-    for s in seqs:
-        digest.update(s.encode() + b"\n")
-    return digest.hexdigest()
-
-
-def _cache_dir(encoder: DNAEncoder, seqs: list[str], cache_dir: Path, tag: str, window: int | None,
-               stride: int | None, truncate: bool) -> tuple[Path, dict]:
-    key = {
-        "version": CACHE_VERSION, "encoder": encoder.fingerprint, "max_tokens": encoder.max_tokens,
-        "data": sequences_digest(seqs), "n": len(seqs), "window": window, "stride": stride,
-        "truncate": bool(truncate) and window is not None,
-    }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{encoder.name}-{tag}")
-    return Path(cache_dir) / f"{safe}-{digest}", key
-
-
 def embed_cached(encoder: DNAEncoder, seqs: list[str], poolings: list[str], cache_dir: str | Path,
                  tag: str = "seqs", batch_size: int = 32, window: int | None = None, stride: int | None = None,
                  truncate: bool = False, progress: bool = True) -> dict[str, np.ndarray]:
-    """``embed_sequences`` through a cache: one ``.npy`` per pooling, keyed by (encoder fingerprint,
-    sequence content, window settings); only missing poolings are computed."""
+    """``embed_sequences`` through the cache (``biotalk.cache``): one array per pooling, keyed by (encoder
+    fingerprint, sequence content, window settings, pooling); the missing poolings are computed in one pass."""
     window, stride = _window_settings(encoder, window, stride)
-    folder, key = _cache_dir(encoder, seqs, Path(cache_dir), tag, window, stride, truncate)
-    out, missing = {}, []
-    for p in poolings:
-        file = folder / f"{p}.npy"
-        if file.is_file():
-            out[p] = np.load(file)
-            if out[p].shape != (len(seqs), encoder.hidden_size):
-                raise ValueError(f"{file}: cached shape {out[p].shape} != {(len(seqs), encoder.hidden_size)}")
-        else:
-            missing.append(p)
+    key = {
+        "version": CACHE_VERSION, "encoder": encoder.fingerprint, "max_tokens": encoder.max_tokens,
+        "data": digest_strings(seqs), "n": len(seqs), "window": window, "stride": stride,
+        "truncate": bool(truncate) and window is not None,
+    }  # fmt: skip
+    keys = {p: {**key, "pooling": p} for p in poolings}
+    paths = {p: cache_path(cache_dir, f"{encoder.name}-{tag}-{p}", keys[p]) for p in poolings}
+    shape = (len(seqs), encoder.hidden_size)
+    out = {p: array for p in poolings if (array := load_array(paths[p], shape)) is not None}
+    missing = [p for p in poolings if p not in out]
     if missing:
         fresh = embed_sequences(encoder, seqs, missing, batch_size=batch_size, window=window, stride=stride,
                                 truncate=truncate, progress=progress)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / "key.json", {**key, "name": encoder.name, "tag": tag})
         for p, values in fresh.items():
-            with atomic_path(folder / f"{p}.npy") as tmp, tmp.open("wb") as handle:
-                np.save(handle, values)
+            save_array(paths[p], values, {**keys[p], "name": encoder.name, "tag": tag})
             out[p] = values
     else:
-        log.info("cache hit %s (%s)", folder, ",".join(poolings))
+        log.info("cache hit %s (%s)", cache_dir, ",".join(poolings))
     return {p: out[p] for p in poolings}
 
 

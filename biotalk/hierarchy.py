@@ -12,13 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from biotalk.ec import EC, LEVELS, ec_prefixes, normalize_ec, parse_ec
-from biotalk.metrics import hierarchical_prf, level_accuracy
-
-
-def ec_order_key(ec: str) -> tuple:
-    """Hierarchy order of ECs (1.2.3.4 < 1.2.3.10 < 1.10.1.1; non-numeric levels after numbers)."""
-    return tuple((0, int(x), "") if x.isdigit() else (1, 0, x) for x in parse_ec(ec).levels)
+from biotalk.ec import EC, LEVELS, ec_order_key, ec_prefixes, parse_ec
+from biotalk.metrics import score_predictions
 
 
 def hierarchy_scores(probs: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -63,26 +58,6 @@ def decode_hierarchical(
     (``None``, score NaN): an abstention costs recall, a shallower node costs less precision.
     """
     return threshold(*hierarchy_scores(probs, labels), tau)
-
-
-def score_predictions(y_true: Sequence[str], y_pred: Sequence[str | None]) -> dict:
-    """The metrics block of one test split.
-
-    ``hP``/``hR``/``hF``: micro-averaged HiClass scores over EC prefixes (``macro`` holds the per-record
-    means); ``accuracy``: exact full-EC match; ``level_accuracy``: accuracy at EC levels 1-4;
-    ``coverage``: share of records with any prediction; ``n``: records.
-    """
-    y_true = [normalize_ec(ec) for ec in y_true]
-    y_pred = [normalize_ec(ec) if ec else None for ec in y_pred]
-    micro = hierarchical_prf(y_true, y_pred, average="micro")
-    return {
-        **{k: float(v) for k, v in micro.items()},
-        "macro": {k: float(v) for k, v in hierarchical_prf(y_true, y_pred, average="macro").items()},
-        "accuracy": float(np.mean([t == p for t, p in zip(y_true, y_pred, strict=True)])) if y_true else 0.0,
-        "level_accuracy": [float(v) for v in level_accuracy(y_true, y_pred)],
-        "coverage": float(np.mean([p is not None for p in y_pred])) if y_pred else 0.0,
-        "n": len(y_true),
-    }
 
 
 def tradeoff(probs: np.ndarray, labels: Sequence[str], y_true: Sequence[str], taus: Sequence[float]) -> list[dict]:

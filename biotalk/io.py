@@ -1,8 +1,9 @@
-"""Output helpers: every file is written to a temporary name and renamed, so a kill never
-leaves a half-written output behind."""
+"""File helpers. Output: every file is written to a temporary name and renamed, so a kill never leaves a
+half-written output behind. Input: ``open_text`` reads gzipped and plain text alike."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -10,7 +11,20 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def open_text(path: str | Path) -> IO[str]:
+    """A text stream of ``path`` (UTF-8, undecodable bytes replaced), gunzipped when the file starts with
+    gzip's magic bytes, whatever its name says."""
+    path = Path(path)
+    with path.open("rb") as handle:
+        gzipped = handle.read(2) == GZIP_MAGIC
+    if gzipped:
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return path.open(encoding="utf-8", errors="replace")
 
 
 def _umask() -> int:

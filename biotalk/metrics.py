@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from sklearn.metrics import silhouette_score
 
-from biotalk.ec import LEVELS, InvalidEC, ec_prefixes
+from biotalk.ec import LEVELS, InvalidEC, ec_prefixes, normalize_ec
+from biotalk.rng import stream
 
 ECLike = str | None
 
@@ -162,6 +162,26 @@ def level_accuracy(y_true: Sequence[str], y_pred: Sequence[ECLike]) -> list[floa
     return _level_fractions(true == pred, true)
 
 
+def score_predictions(y_true: Sequence[str], y_pred: Sequence[str | None]) -> dict:
+    """THE metric block of one split, the layout every model reports (MLP, baselines, CLIP zero-shot, LLM).
+
+    ``hP``/``hR``/``hF``: micro-averaged HiClass scores over EC prefixes (``macro`` holds the per-record
+    means); ``accuracy``: exact full-EC match; ``level_accuracy``: accuracy at EC levels 1-4;
+    ``coverage``: share of records with any prediction (None and blank strings are none); ``n``: records.
+    """
+    y_true = [normalize_ec(ec) for ec in y_true]
+    y_pred = [None if ec is None or (isinstance(ec, str) and not ec.strip()) else normalize_ec(ec) for ec in y_pred]
+    micro = hierarchical_prf(y_true, y_pred, average="micro")
+    return {
+        **{k: float(v) for k, v in micro.items()},
+        "macro": {k: float(v) for k, v in hierarchical_prf(y_true, y_pred, average="macro").items()},
+        "accuracy": float(np.mean([t == p for t, p in zip(y_true, y_pred, strict=True)])) if y_true else 0.0,
+        "level_accuracy": [float(v) for v in level_accuracy(y_true, y_pred)],
+        "coverage": float(np.mean([p is not None for p in y_pred])) if y_pred else 0.0,
+        "n": len(y_true),
+    }
+
+
 def _encode_neighbours(y_true, neighbour_ecs) -> tuple[np.ndarray, np.ndarray]:
     true_arr = _encode_truth(y_true)
     nb_arr = _as_object_array(neighbour_ecs, "neighbour_ecs", 2)
@@ -202,7 +222,7 @@ class SilhouetteResult:
 
 def stratified_sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     """Sorted row indices of a seeded random sample of up to ``per_class`` rows of every label."""
-    perm = np.random.default_rng(seed).permutation(len(labels))
+    perm = stream(seed).permutation(len(labels))
     order = perm[np.argsort(labels[perm], kind="stable")]
     sorted_labels = labels[order]
     starts = np.r_[0, np.flatnonzero(sorted_labels[1:] != sorted_labels[:-1]) + 1]
@@ -245,5 +265,8 @@ def silhouette(
     if n_classes < 2:
         reason = f"{n_classes} class(es) with at least 2 samples; silhouette needs 2"
         return SilhouetteResult(math.nan, len(rows), n_classes, len(singletons), reason)
+    # imported here: sklearn takes seconds to import, which every script would pay at start
+    from sklearn.metrics import silhouette_score
+
     score = silhouette_score(embeddings[rows], codes[rows], metric=metric)
     return SilhouetteResult(float(score), len(rows), n_classes, len(singletons))

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from biotalk.config import parse_args
+from biotalk import cli
 from biotalk.reports import clip_summary
 
 
@@ -41,8 +41,9 @@ def run(step: str, args: list[str]) -> None:
     print(f"=== {step} done in {time.time() - start:.0f} s", flush=True)
 
 
-def main() -> None:
-    cfg = parse_args(Config, description=__doc__)
+def main(cfg: Config) -> None:
+    if not cfg.clip_config.is_file():
+        raise cli.UsageError(f"clip_config: file not found: {cfg.clip_config} (see configs/clip/)")
     start = time.time()
     run("build the mini benchmark", ["scripts/build_benchmarks.py", "--config", "configs/data/mini.yaml",
                                      f"out={cfg.benchmark_out}", f"seed={cfg.seed}"])
@@ -51,14 +52,14 @@ def main() -> None:
         pretrain_out = cfg.clip_out.parent / "lolbert"
         run("pretrain LOLBERT-mini", ["scripts/pretrain_lolbert.py", "--config", "configs/lolbert/mini.yaml",
                                       f"steps={cfg.pretrain_steps}", f"out={pretrain_out}", f"seed={cfg.seed}"])
-        clip_args = ["--config", "configs/clip/mini_lolbert.yaml", f"dna_encoder={pretrain_out / 'final'}"]
-    run("train BioTalk-CLIP", ["train_clip.py", *clip_args, f"data={cfg.benchmark_out}",
+        clip_args = ["--config", "configs/clip/mini_lolbert.yaml", f"model.dna_encoder={pretrain_out / 'final'}"]
+    run("train BioTalk-CLIP", ["train_clip.py", *clip_args, f"data.path={cfg.benchmark_out}",
                                f"out={cfg.clip_out}", f"seed={cfg.seed}"])
     metrics = json.loads((cfg.clip_out / "metrics.json").read_text())
-    print(f"\nBioTalk-CLIP on the mini benchmark (Benchmark-{metrics['config']['benchmark']}), "
+    print(f"\nBioTalk-CLIP on the mini benchmark (Benchmark-{metrics['config']['data']['benchmark']}), "
           f"{time.time() - start:.0f} s in all:\n")
     print(clip_summary(metrics))
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, Config, __doc__)

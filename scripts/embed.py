@@ -12,20 +12,18 @@ pooling, ``spectrum``, used whatever ``poolings`` asks.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from biotalk.config import parse_args, to_dict
+from biotalk.cli import UsageError, run
+from biotalk.config import to_dict
 from biotalk.data import load_benchmark
 from biotalk.embeddings import embed_cached, usable_poolings
 from biotalk.io import atomic_dir, write_json, write_text
 from biotalk.models.encoders import load_dna_encoder
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from biotalk.training import resolve_device
 
 
 @dataclass
@@ -45,15 +43,13 @@ class EmbedConfig:
     out: Path = Path("runs/embeddings/out")
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = parse_args(EmbedConfig, description=__doc__.splitlines()[0])
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+def main(cfg: EmbedConfig) -> None:
+    device = resolve_device(cfg.device)
     try:
         encoder = load_dna_encoder(cfg.encoder, trust_remote_code=cfg.trust_remote_code).to(device)
         poolings = usable_poolings(encoder, cfg.poolings)
     except (OSError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
+        raise UsageError(f"encoder: {err}") from None
     ds = load_benchmark(cfg.data, cfg.benchmark)[cfg.split]
     vectors = embed_cached(encoder, list(ds["Sequence"]), poolings, cfg.cache_dir, tag=f"{cfg.benchmark}-{cfg.split}",
                            batch_size=cfg.batch_size, window=cfg.window, stride=cfg.stride, truncate=cfg.truncate)
@@ -68,4 +64,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run(main, EmbedConfig, __doc__)

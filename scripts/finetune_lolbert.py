@@ -3,36 +3,44 @@
     python scripts/finetune_lolbert.py --config configs/lolbert/finetune_mini.yaml [model=DIR data=DIR benchmark=III out=DIR]
 
 RobertaForSequenceClassification (class-token head) over the full ECs of the benchmark's training
-split; the label map comes from the training split only and is saved in ``config.id2label``. Genes
+split; the label map (``biotalk.ec.LabelMap``: the MLP's classes and order) comes from the training split
+only and is saved in ``config.id2label``. Genes
 longer than the window (``max_nt`` bases): training reads one random window per gene and epoch,
 evaluation reads the first window (``eval_windows: first``) or averages the logits of windows tiling
 the whole gene (``eval_windows: mean``). A validation EC absent from training counts as an error.
-After every epoch the validation accuracy is measured; the best epoch is kept in ``out/model``, a
-``from_pretrained`` directory (RoBERTa weights under ``roberta.*`` + classifier head + tokenizer) that
-``load_dna_encoder`` reads as an encoder, with its validation predictions in
-``out/valid_predictions.parquet``. ``out/metrics.json`` holds the per-epoch history.
+After every epoch Valid is scored (``score_predictions``); the epoch with the best accuracy is kept in
+``out/model``, a ``from_pretrained`` directory (RoBERTa weights under ``roberta.*`` + classifier head +
+tokenizer) that ``load_dna_encoder`` reads as an encoder, with its validation predictions in
+``out/valid_predictions.parquet``. ``out/metrics.json`` holds the per-epoch history, ``out/train_log.jsonl``
+one line per epoch; ``out/checkpoints/step_N`` (one per epoch, ``biotalk.training``) lets ``resume=latest``
+carry on after the last finished epoch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import polars as pl
 import torch
-from accelerate import Accelerator
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, RobertaForSequenceClassification, get_scheduler
 
-from biotalk.config import parse_args, to_dict
+from biotalk.cli import UsageError, run
+from biotalk.config import to_dict
 from biotalk.data import load_benchmark
+from biotalk.ec import LabelMap
 from biotalk.io import atomic_dir, atomic_path, write_json
+from biotalk.metrics import score_predictions
+from biotalk.rng import stream
+from biotalk.training import CheckpointManager, TrainLog, adamw, make_accelerator
 
 
 @dataclass
 class FinetuneConfig:
-    model: Path = Path("runs/lolbert-mini/final")
+    model: Path = Path("models/lolbert-mini")  # a pretrained LOLBERT (scripts/pretrain_lolbert.py writes OUT/final)
     data: Path = Path("out/mini-benchmark")
     benchmark: str = "III"
     out: Path = Path("runs/lolbert-finetuned-mini")
@@ -44,16 +52,13 @@ class FinetuneConfig:
     warmup_ratio: float = 0.1
     grad_clip: float = 1.0
     max_nt: int = 510  # bases per window (the model adds S and /S)
-    eval_windows: str = "first"  # first | mean
+    eval_windows: Literal["first", "mean"] = "first"
     max_steps_per_epoch: int = 0  # 0: the whole training split every epoch
     seed: int = 0
     threads: int = 0
-    mixed_precision: str = "bf16"  # CUDA only
-
-
-def label_map(ecs: list[str]) -> dict[str, int]:
-    """EC -> class id, sorted, from the training split only."""
-    return {ec: i for i, ec in enumerate(sorted(set(ecs)))}
+    mixed_precision: Literal["", "no", "bf16", "fp16"] = "bf16"  # CUDA only
+    resume: str = ""  # '' | latest | a checkpoint directory: carry on after its epoch
+    keep_checkpoints: int = 1
 
 
 def random_window(seq: str, max_nt: int, rng: np.random.Generator) -> str:
@@ -94,54 +99,53 @@ def predict_logits(model, tokenizer, seqs: list[str], max_nt: int, how: str, bat
     return (sums / counts[:, None]).numpy()
 
 
-def evaluate(model, tokenizer, split, labels: dict[str, int], cfg: FinetuneConfig) -> tuple[dict, pl.DataFrame]:
-    """Top-1 accuracy over a split (ECs the model cannot output count as errors) and the predictions."""
+def evaluate(model, tokenizer, split, labels: LabelMap, cfg: FinetuneConfig) -> tuple[dict, pl.DataFrame]:
+    """The metric block of a split's top-1 predictions (ECs the model cannot output count as errors;
+    ``unseen_ec`` counts them) and the predictions."""
     logits = predict_logits(model, tokenizer, list(split["Sequence"]), cfg.max_nt, cfg.eval_windows, cfg.eval_batch_size)
-    truth = np.array([labels.get(ec, -1) for ec in split["EC"]])
-    names = np.array(sorted(labels, key=labels.get))
     best = logits.argmax(1)
+    predicted, truth = labels.decode(best), list(split["EC"])
     preds = pl.DataFrame(
-        {"RecordId": list(split["RecordId"]), "EC": list(split["EC"]), "Predicted": names[best].tolist(),
+        {"RecordId": list(split["RecordId"]), "EC": truth, "Predicted": predicted,
          "Logit": logits[np.arange(len(best)), best].tolist()}
     )  # fmt: skip
-    scores = {"accuracy": float((best == truth).mean()), "n": len(truth), "unseen_ec": int((truth < 0).sum())}
+    scores = {**score_predictions(truth, predicted), "unseen_ec": int((labels.encode(truth) < 0).sum())}
     return scores, preds
 
 
 def main(cfg: FinetuneConfig) -> dict:
     """Fine-tune; returns the metrics dict also written to ``out/metrics.json``."""
+    if not (cfg.model / "config.json").is_file():
+        raise UsageError(f"model: no pretrained LOLBERT in {cfg.model} (scripts/pretrain_lolbert.py writes OUT/final)")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    cuda = torch.cuda.is_available()
-    # cpu=True on a CPU-only machine: otherwise processes started by `accelerate launch --multi_gpu`
-    # each run alone as their own main process instead of joining one gloo group.
-    accelerator = Accelerator(cpu=not cuda, mixed_precision=cfg.mixed_precision if cuda else "no")
+    accelerator = make_accelerator(cfg.mixed_precision)
+    checkpoints = CheckpointManager(accelerator, cfg.out / "checkpoints", cfg.keep_checkpoints)
+    resume_from = checkpoints.find(cfg.resume)
     data = load_benchmark(cfg.data, cfg.benchmark)
     train, valid = data["train"], data["valid"]
-    labels = label_map(list(train["EC"]))
+    labels = LabelMap.from_ecs(train["EC"])
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     torch.manual_seed(cfg.seed)  # the new classifier head
     model = RobertaForSequenceClassification.from_pretrained(
-        cfg.model, num_labels=len(labels), id2label={i: ec for ec, i in labels.items()}, label2id=labels,
+        cfg.model, num_labels=len(labels), id2label=labels.id2label, label2id=labels.label2id,
         problem_type="single_label_classification",
     )  # fmt: skip
-    seqs, targets = list(train["Sequence"]), np.array([labels[ec] for ec in train["EC"]])
+    seqs, targets = list(train["Sequence"]), labels.encode(train["EC"])
     n_batches = -(-len(seqs) // (cfg.batch_size * accelerator.num_processes))
     steps_per_epoch = min(n_batches, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else n_batches
     total = steps_per_epoch * cfg.epochs
-    no_decay = ("bias", "LayerNorm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    optimizer = adamw(model, cfg.lr, cfg.weight_decay)
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(cfg.warmup_ratio * total), num_training_steps=total)
     model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
     accelerator.print(f"{cfg.benchmark}: {len(seqs)} training records, {len(labels)} ECs, {len(valid)} validation records")
 
-    history, best = [], -1.0
-    for epoch in range(1, cfg.epochs + 1):
-        rng = np.random.default_rng([cfg.seed, epoch])
+    state = checkpoints.load(resume_from)
+    history, best = state.get("history", []), state.get("best", -1.0)
+    log = TrainLog(cfg.out, state["step"], accelerator.is_main_process)
+    for epoch in range(state.get("epoch", 0) + 1, cfg.epochs + 1):
+        rng = stream(cfg.seed, epoch)
         order = rng.permutation(len(seqs))
         batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
         batches = batches[accelerator.process_index :: accelerator.num_processes][:steps_per_epoch]
@@ -163,27 +167,27 @@ def main(cfg: FinetuneConfig) -> dict:
         plain = accelerator.unwrap_model(model)
         with accelerator.autocast():
             val, preds = evaluate(plain, tokenizer, valid, labels, cfg)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), **{f"valid_{k}": v for k, v in val.items()}})
+        step = epoch * steps_per_epoch
+        history.append({"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)), "valid": val})
+        log.write({"step": step, "epoch": epoch, "train_loss": history[-1]["train_loss"], "valid_accuracy": val["accuracy"]})
         accelerator.print(f"epoch {epoch}: train loss {history[-1]['train_loss']:.4f}, valid accuracy {val['accuracy']:.4f}")
-        if val["accuracy"] > best and accelerator.is_main_process:
+        if val["accuracy"] > best:
             best = val["accuracy"]
-            with atomic_dir(cfg.out / "model") as tmp:
-                plain.save_pretrained(tmp)
-                tokenizer.save_pretrained(tmp)
-            with atomic_path(cfg.out / "valid_predictions.parquet") as tmp:
-                preds.write_parquet(tmp)
-        accelerator.wait_for_everyone()
-    metrics = {
-        "best_valid_accuracy": max(h["valid_accuracy"] for h in history),
-        "best_epoch": max(history, key=lambda h: h["valid_accuracy"])["epoch"],
-        "history": history, "n_labels": len(labels), "config": to_dict(cfg),
-    }  # fmt: skip
+            if accelerator.is_main_process:
+                with atomic_dir(cfg.out / "model") as tmp:
+                    plain.save_pretrained(tmp)
+                    tokenizer.save_pretrained(tmp)
+                with atomic_path(cfg.out / "valid_predictions.parquet") as tmp:
+                    preds.write_parquet(tmp)
+        checkpoints.save(step, {"epoch": epoch, "history": history, "best": best})
+    top = max(history, key=lambda h: h["valid"]["accuracy"])
+    metrics = {"best_valid_accuracy": top["valid"]["accuracy"], "best_epoch": top["epoch"], "history": history,
+               "n_labels": len(labels), "config": to_dict(cfg)}  # fmt: skip
     if accelerator.is_main_process:
         write_json(cfg.out / "metrics.json", metrics)
         print(f"best validation accuracy {metrics['best_valid_accuracy']:.4f} (epoch {metrics['best_epoch']}); model in {cfg.out / 'model'}")
     accelerator.end_training()
     return metrics
 
-
 if __name__ == "__main__":
-    main(parse_args(FinetuneConfig, description=__doc__))
+    run(main, FinetuneConfig, __doc__)

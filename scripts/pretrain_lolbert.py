@@ -5,21 +5,20 @@
 
 Training fragments are drawn on the fly; the batch of step ``s`` depends only on (seed, s, process),
 so a resumed run sees exactly the batches an uninterrupted run would. Held-out fragments (from held-out
-genomes/regions) are fixed by the seed and fully masked. Outputs in ``out``: ``metrics.jsonl`` (step,
-train loss, lr, held-out loss and masked-token accuracy), ``checkpoints/step_N`` (Accelerate state),
+genomes/regions) are fixed by the seed and fully masked. Plumbing (Accelerate set-up, AdamW,
+checkpoints, log) is ``biotalk.training``. Outputs in ``out``: ``train_log.jsonl`` (step, train loss, lr,
+held-out loss and masked-token accuracy), ``checkpoints/step_N`` (Accelerate state + ``state.json``),
 ``final/`` (``from_pretrained`` RobertaForMaskedLM + tokenizer, safetensors), ``summary.json`` (last
 held-out numbers, the majority-base floor, wall time of this invocation) and ``curve.png``.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -28,11 +27,15 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 from transformers import RobertaForMaskedLM, get_scheduler
 
-from biotalk.config import parse_args, to_dict
+from biotalk.cli import run
+from biotalk.config import to_dict
 from biotalk.data.genomes import draw_fragments, read_genomes, split_regions
 from biotalk.io import atomic_dir, atomic_path, write_json, write_text
 from biotalk.models.lolbert import VOCAB, LolbertArch, build_lolbert_tokenizer, mask_tokens, roberta_config
+from biotalk.rng import stream
+from biotalk.training import CheckpointManager, TrainLog, adamw, make_accelerator
 
+HELDOUT_STREAM = 2**31  # the held-out set's random stream (biotalk.rng); training steps use (step, process)
 FIRST_BASE_ID = VOCAB.index("G")  # ids below are S, P, /S, N, M: never MLM targets
 
 
@@ -60,7 +63,7 @@ class PretrainConfig:
     keep_checkpoints: int = 2
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
-    mixed_precision: str = "bf16"  # used on CUDA only; CPU runs in fp32
+    mixed_precision: Literal["", "no", "bf16", "fp16"] = "bf16"  # used on CUDA only; CPU runs in fp32
     resume: str = ""  # "", "latest", or a checkpoint directory
     out: Path = Path("runs/lolbert-mini")
 
@@ -77,7 +80,7 @@ def make_batch(
 
 
 def train_batch(tokenizer, regions, cfg: PretrainConfig, step: int, process: int) -> dict[str, torch.Tensor]:
-    rng = np.random.default_rng([cfg.seed, step, process])
+    rng = stream(cfg.seed, step, process)
     seqs = [frag.sequence for _, frag in draw_fragments(regions, cfg.batch_size, rng, cfg.rc_prob)]
     return make_batch(tokenizer, seqs, cfg, int(rng.integers(2**62)))
 
@@ -85,7 +88,7 @@ def train_batch(tokenizer, regions, cfg: PretrainConfig, step: int, process: int
 def heldout_batches(tokenizer, regions, cfg: PretrainConfig) -> list[dict[str, torch.Tensor]]:
     """The fixed held-out set: fragments and masks drawn from a seed of their own; every target is
     replaced by the mask token, so accuracy measures prediction from context alone."""
-    rng = np.random.default_rng([cfg.seed, 2**31])
+    rng = stream(cfg.seed, HELDOUT_STREAM)
     seqs = [frag.sequence for _, frag in draw_fragments(regions, cfg.eval_fragments, rng, cfg.rc_prob)]
     return [
         make_batch(tokenizer, seqs[i : i + cfg.eval_batch_size], cfg, int(rng.integers(2**62)), mask_all=True)
@@ -122,57 +125,13 @@ def majority_base_accuracy(batches) -> float:
     return (torch.bincount(labels).max() / labels.numel()).item()
 
 
-def checkpoint_step(path: Path) -> int:
-    match = re.fullmatch(r"step_(\d+)", path.name)
-    if not match:
-        raise ValueError(f"{path}: not a checkpoint directory (step_N)")
-    return int(match.group(1))
-
-
-def find_checkpoint(cfg: PretrainConfig) -> Path | None:
-    if not cfg.resume:
-        return None
-    if cfg.resume != "latest":
-        path = Path(cfg.resume)
-        if not path.is_dir():
-            raise FileNotFoundError(f"resume: no checkpoint directory {path}")
-        return path
-    found = [p for p in (cfg.out / "checkpoints").glob("step_*") if re.fullmatch(r"step_\d+", p.name)]
-    return max(found, key=checkpoint_step) if found else None
-
-
-def save_checkpoint(accelerator: Accelerator, cfg: PretrainConfig, step: int) -> None:
-    """Every process writes into step_N.tmp; the main process renames it once all are done."""
-    root = cfg.out / "checkpoints"
-    tmp, final = root / f"step_{step}.tmp", root / f"step_{step}"
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        done = sorted((p for p in root.glob("step_*") if p.is_dir() and "." not in p.name), key=checkpoint_step)
-        for old in done[: -cfg.keep_checkpoints]:
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
-
-
-def trim_log(path: Path, last_step: int) -> None:
-    """On resume, drop log lines past the restored step (written before the interruption)."""
-    if not path.exists():
-        return
-    kept = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in kept if json.loads(line)["step"] <= last_step]
-    write_text(path, "".join(line + "\n" for line in kept))
-
-
-def plot_curve(log_path: Path, png_path: Path, majority: float) -> None:
-    """Held-out loss and masked-base accuracy against step, with the majority-base floor."""
+def plot_curve(rows: list[dict], png_path: Path, majority: float) -> None:
+    """Held-out loss and masked-base accuracy (log records holding them) against step, with the majority-base floor."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if "heldout_acc" in line]
     steps = [r["step"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
     left.plot(steps, [r["heldout_loss"] for r in rows], marker=".")
@@ -192,10 +151,9 @@ def main(cfg: PretrainConfig) -> Path:
     """Pretrain; returns the ``final`` directory."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    cuda = torch.cuda.is_available()
-    # cpu=True on a CPU-only machine: otherwise processes started by `accelerate launch --multi_gpu`
-    # each run alone as their own main process instead of joining one gloo group.
-    accelerator = Accelerator(cpu=not cuda, mixed_precision=cfg.mixed_precision if cuda else "no")
+    accelerator = make_accelerator(cfg.mixed_precision)
+    checkpoints = CheckpointManager(accelerator, cfg.out / "checkpoints", cfg.keep_checkpoints)
+    resume_from = checkpoints.find(cfg.resume)
     genomes, skipped = read_genomes(cfg.raw_dir / "genbank")
     train_regions, heldout_regions = split_regions(genomes, cfg.heldout_genomes, cfg.heldout_fraction)
     tokenizer = build_lolbert_tokenizer()
@@ -211,31 +169,14 @@ def main(cfg: PretrainConfig) -> Path:
 
     torch.manual_seed(cfg.seed)
     model = RobertaForMaskedLM(roberta_config(cfg.model))
-    no_decay = ("bias", "LayerNorm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    optimizer = adamw(model, cfg.lr, cfg.weight_decay)
     # Not prepared: Accelerate would step it once per process; our steps are optimizer steps.
     scheduler = get_scheduler(cfg.schedule, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
 
-    start = 0
-    ckpt = find_checkpoint(cfg)
-    if ckpt is not None:
-        accelerator.load_state(str(ckpt))
-        start = checkpoint_step(ckpt)
-        accelerator.print(f"resumed from {ckpt} at step {start}")
-    elif cfg.resume:
-        accelerator.print(f"resume={cfg.resume}: no checkpoint in {cfg.out / 'checkpoints'}, starting fresh")
-    log_path = cfg.out / "metrics.jsonl"
-    if accelerator.is_main_process:
-        if start:
-            trim_log(log_path, start)
-        else:
-            log_path.unlink(missing_ok=True)
+    start = checkpoints.load(resume_from)["step"]
+    log = TrainLog(cfg.out, start, accelerator.is_main_process)
 
     model.train()
     started = time.time()
@@ -262,12 +203,11 @@ def main(cfg: PretrainConfig) -> Path:
             window = []
         if step % cfg.eval_every == 0 or step == cfg.steps:
             record.update(evaluate(accelerator.unwrap_model(model), eval_set, accelerator))
-        if record and accelerator.is_main_process:
-            with open(log_path, "a") as fh:
-                fh.write(json.dumps({"step": step, **record}) + "\n")
+        if record:
+            log.write({"step": step, **record})
             bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "lr"})
         if step % cfg.save_every == 0 or step == cfg.steps:
-            save_checkpoint(accelerator, cfg, step)
+            checkpoints.save(step)
 
     final = cfg.out / "final"
     accelerator.wait_for_everyone()
@@ -275,13 +215,13 @@ def main(cfg: PretrainConfig) -> Path:
         with atomic_dir(final) as tmp:
             accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=accelerator.get_state_dict(model))
             tokenizer.save_pretrained(tmp)
-        evals = [json.loads(line) for line in log_path.read_text().splitlines() if "heldout_acc" in line]
+        evals = [r for r in log.records() if "heldout_acc" in r]
         majority = majority_base_accuracy(eval_set)
         summary = {"steps": cfg.steps, "resumed_from": start, "wall_s": round(time.time() - started, 1),
                    "heldout_majority_base_acc": majority}  # fmt: skip
         if evals:
             summary.update(heldout_loss=evals[-1]["heldout_loss"], heldout_acc=evals[-1]["heldout_acc"])
-            plot_curve(log_path, cfg.out / "curve.png", majority)
+            plot_curve(evals, cfg.out / "curve.png", majority)
         write_json(cfg.out / "summary.json", summary)
         print(f"saved {final}; {summary}")
     accelerator.wait_for_everyone()
@@ -290,4 +230,4 @@ def main(cfg: PretrainConfig) -> Path:
 
 
 if __name__ == "__main__":
-    main(parse_args(PretrainConfig, description=__doc__))
+    run(main, PretrainConfig, __doc__)

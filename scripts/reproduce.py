@@ -17,11 +17,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from biotalk.config import parse_args
-from biotalk.data.build import format_table1
+from biotalk import cli
 from biotalk.io import write_text
-from biotalk.reports import clip_summary
+from biotalk.reports import clip_summary, table1, table5
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Config:
     shipped_lolbert: Path = Path("models/lolbert-mini")
     llm_limit: int = 40  # records per (test set, shot setting) for Table 5; 0 = all
     force: bool = False
-    steps: list[str] = field(
+    steps: list[Literal["table1", "lolbert", "finetune", "tables23", "table4", "clip", "table5"]] = field(
         default_factory=lambda: ["table1", "lolbert", "finetune", "tables23", "table4", "clip", "table5"]
     )
 
@@ -51,8 +51,9 @@ def run(name: str, done: Path, args: list[str], force: bool) -> None:
     print(f"=== {name} done in {time.time() - start:.0f} s", flush=True)
 
 
-def main() -> None:
-    cfg = parse_args(Config, description=__doc__)
+def main(cfg: Config) -> None:
+    if not cfg.pretrain and not (cfg.shipped_lolbert / "config.json").is_file():
+        raise cli.UsageError(f"shipped_lolbert: no LOLBERT model in {cfg.shipped_lolbert} (or set pretrain=true)")
     out, force = cfg.out, cfg.force
     lolbert = out / "lolbert" / "final" if cfg.pretrain else cfg.shipped_lolbert
     finetuned = out / "lolbert-finetuned" / "model"
@@ -63,7 +64,7 @@ def main() -> None:
         run("Table 1: build the benchmark", cfg.benchmark / "stats.json",
             ["scripts/build_benchmarks.py", "--config", "configs/data/mini.yaml", f"out={cfg.benchmark}", f"seed={cfg.seed}"], force)
         stats = json.loads((cfg.benchmark / "stats.json").read_text())
-        report += ["## Table 1 (records / classes)", "", format_table1(stats), "",
+        report += ["## Table 1 (records / classes)", "", table1(stats), "",
                    f"Dataset card: `{cfg.benchmark}/README.md`.", ""]
     if "lolbert" in cfg.steps and cfg.pretrain:
         run("LOLBERT pretraining", lolbert / "config.json",
@@ -85,27 +86,24 @@ def main() -> None:
         report += ["## Table 4", "", (out / "table4" / "table4.md").read_text(), ""]
     if "clip" in cfg.steps:
         run("BioTalk-CLIP", out / "clip" / "metrics.json",
-            ["train_clip.py", "--config", "configs/clip/mini.yaml", f"data={cfg.benchmark}", f"out={out / 'clip'}",
+            ["train_clip.py", "--config", "configs/clip/mini.yaml", f"data.path={cfg.benchmark}", f"out={out / 'clip'}",
              f"seed={cfg.seed}"], force)
         metrics = json.loads((out / "clip" / "metrics.json").read_text())
         report += ["## BioTalk-CLIP (zero-shot over every ENZYME EC)", "", clip_summary(metrics), ""]
     if "table5" in cfg.steps:
-        rows = ["| set | prompting | hP / hR / hF | exact match | answers with an EC | n |", "|---|---|---|---|---|---|"]
+        cells = []
         for split in ("test1", "test2"):
             for shots in (0, 3):
                 cell = out / "table5" / f"{split}-{shots}shot"
                 run(f"Table 5 ({split}, {shots}-shot)", cell / "metrics.json",
                     ["prompt_llm.py", "--config", "configs/llm/mini.yaml", f"data={cfg.benchmark}", f"split={split}",
                      f"shots={shots}", f"limit={cfg.llm_limit}", f"seed={cfg.seed}", f"out={cell}"], force)
-                m = json.loads((cell / "metrics.json").read_text())
-                micro = m["micro"]
-                rows.append(f"| {split} | {shots}-shot | {micro['hP']:.4f} / {micro['hR']:.4f} / {micro['hF']:.4f} "
-                            f"| {m['exact_match']:.4f} | {m['parseable']:.2f} | {m['n']} |")
-        report += ["## Table 5 (LLM prompting, micro HiClass metrics)", "", "\n".join(rows), ""]
+                cells.append(json.loads((cell / "metrics.json").read_text()))
+        report += ["## Table 5 (LLM prompting, micro HiClass metrics)", "", table5(cells), ""]
 
     write_text(out / "REPORT.md", "\n".join(report))
     print(f"\nwrote {out / 'REPORT.md'}")
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, Config, __doc__)

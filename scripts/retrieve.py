@@ -11,21 +11,17 @@ them as JSON.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from biotalk.config import parse_args
+from biotalk.cli import UsageError, run
 from biotalk.data import load_benchmark
-from biotalk.data.enzyme import load_enzyme
+from biotalk.data.schema import benchmark_enzyme
 from biotalk.io import write_json
 from biotalk.models.clip import BioTalkClipModel
 from biotalk.retrieval import load_gene_index, search
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @dataclass
@@ -38,8 +34,8 @@ class Config:
     k: int = 5
     cache_dir: str = "cache/retrieval"  # '' = no index cache
     batch_size: int = 64
-    enzyme_dat: Path = Path("data/raw/expasy_enzyme/enzyme_2018-09-12.dat.gz")
-    enzclass: list[str] = field(default_factory=lambda: ["data/raw/expasy_enzyme/enzclass_2018-09-12.txt.gz"])
+    enzyme_dat: Path | None = None  # ENZYME release for the EC names; None: the one in data/build.json
+    enzclass: list[Path] | None = None
     out: str = ""  # optional JSON file for the results
 
 
@@ -48,7 +44,7 @@ def gene_table(cfg: Config) -> pl.DataFrame:
     bench = load_benchmark(cfg.data, benchmark=cfg.benchmark)
     missing = [s for s in cfg.splits if s not in bench]
     if missing:
-        raise SystemExit(f"error: {cfg.data}: no split(s) {missing}; it has {list(bench)}")
+        raise UsageError(f"splits: {cfg.data} has no split(s) {missing}; it has {list(bench)}")
     frames = []
     for name in cfg.splits:
         df = bench[name].to_polars()
@@ -58,15 +54,16 @@ def gene_table(cfg: Config) -> pl.DataFrame:
     return pl.concat(frames).unique("RecordId", keep="first", maintain_order=True)
 
 
-def main() -> None:
-    cfg = parse_args(Config, description=__doc__.splitlines()[0])
+def main(cfg: Config) -> None:
     if not cfg.query.strip():
-        raise SystemExit('error: give a query, e.g. query="transfers a phosphate group from ATP to glucose"')
+        raise UsageError('query: empty; give one, e.g. query="transfers a phosphate group from ATP to glucose"')
+    if not (cfg.model / "config.json").is_file():
+        raise UsageError(f"model: no trained BioTalk-CLIP in {cfg.model} (train_clip.py writes one to OUT/final)")
     model = BioTalkClipModel.from_pretrained(cfg.model)
     genes = gene_table(cfg)
     index = load_gene_index(model, cfg.model, genes, cfg.cache_dir or None, cfg.batch_size)
     hits = search(model, index, cfg.query, cfg.k, columns=("RecordId", "EC", "Organism", "Split"))
-    db = load_enzyme(cfg.enzyme_dat, cfg.enzclass)
+    db = benchmark_enzyme(cfg.data, cfg.enzyme_dat, cfg.enzclass)
     for hit in hits:
         entry = db.entry(hit["EC"])
         hit["Product"] = entry.name if entry else ""
@@ -79,4 +76,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, Config, __doc__)

@@ -16,32 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from biotalk.baselines import homology_transfer, majority_class, nearest_neighbour_transfer, translate_cds
-from biotalk.config import parse_args, to_dict
+from biotalk.cli import run
+from biotalk.config import to_dict
 from biotalk.data import load_benchmark
+from biotalk.data.schema import TEST_SPLITS
 from biotalk.embeddings import embed_cached, usable_poolings
+from biotalk.hierarchy import decode_hierarchical
 from biotalk.io import write_json, write_text
-from biotalk.models.classifier import (
-    MLPConfig,
-    decode_hierarchical,
-    fit_classifier,
-    predict_proba,
-    score_predictions,
-)
+from biotalk.metrics import score_predictions
+from biotalk.models.classifier import MLPConfig, fit_classifier, predict_proba
 from biotalk.models.encoders import DNAEncoder, load_dna_encoder
+from biotalk.reports import PAPER_TABLE4, table4
+from biotalk.training import resolve_device
 
 log = logging.getLogger("table4")
-TEST_SPLITS = ("test1", "test2")
-# Paper Table 4 (MLP on fine-tuned LOLBERT), hP/hR/hF; every hR is hP/4, the mark of its character-level metric.
-PAPER = {
-    ("I", "test1"): (0.7512, 0.1878, 0.3004), ("I", "test2"): (0.4737, 0.1184, 0.1894),
-    ("II", "test1"): (0.5389, 0.1347, 0.2155), ("II", "test2"): (0.3960, 0.0990, 0.1584),
-    ("III", "test1"): (0.3097, 0.0774, 0.1239), ("III", "test2"): (0.2285, 0.0571, 0.0914),
-    ("IV", "test1"): (0.2248, 0.0562, 0.0899), ("IV", "test2"): (0.2146, 0.0536, 0.0858),
-}
-PAPER_COLUMN = "paper (different data, not comparable)"
 
 
 @dataclass
@@ -107,22 +97,8 @@ def encoder_rows(splits, encoder: DNAEncoder, name: str, cfg: Table4Config, devi
     return rows
 
 
-def markdown(rows: list[dict]) -> str:
-    head = ["benchmark", "test", "method", "encoder", "hP", "hR", "hF", "accuracy", "coverage", "n", PAPER_COLUMN]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    seen = set()
-    for r in rows:
-        group = (r["benchmark"], r["split"])
-        paper = "" if group in seen else "{:.4f} / {:.4f} / {:.4f}".format(*PAPER[group])
-        seen.add(group)
-        lines.append(f"| {r['benchmark']} | {'Test-I' if r['split'] == 'test1' else 'Test-II'} | {r['method']} | "
-                     f"{r['encoder'] or ''} | {r['hP']:.4f} | {r['hR']:.4f} | {r['hF']:.4f} | "
-                     f"{r['accuracy']:.4f} | {r['coverage']:.3f} | {r['n']} | {paper} |")
-    return "\n".join(lines) + "\n"
-
-
 def main(cfg: Table4Config) -> dict:
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    device = resolve_device(cfg.device)
     encoders, skipped = {}, []
     for name in cfg.encoders:
         try:
@@ -139,18 +115,15 @@ def main(cfg: Table4Config) -> dict:
         found.sort(key=lambda r: r["split"])  # stable: within a split, baselines then encoders
         rows += [{"benchmark": bench, **r} for r in found]
         log.info("Benchmark-%s done", bench)
-    paper = {f"{b}/{s}": dict(zip(("hP", "hR", "hF"), v, strict=True)) for (b, s), v in PAPER.items()}
+    paper = {f"{b}/{s}": dict(zip(("hP", "hR", "hF"), v, strict=True)) for (b, s), v in PAPER_TABLE4.items()}
     result = {"config": to_dict(cfg), "rows": rows, "skipped_encoders": skipped, "paper_mlp_finetuned_lolbert": paper}
     write_json(cfg.out / "table4.json", result)
-    write_text(cfg.out / "table4.md", markdown(rows))
-    print(markdown(rows))
+    write_text(cfg.out / "table4.md", table4(rows))
+    print(table4(rows))
     return result
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     np.seterr(all="ignore")
-    try:
-        main(parse_args(Table4Config, description=__doc__))
-    except FileNotFoundError as err:  # missing benchmark files or encoder directory: one line, no traceback
-        raise SystemExit(f"error: {err}") from None
+    run(main, Table4Config, __doc__)

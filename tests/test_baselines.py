@@ -18,6 +18,7 @@ from biotalk.baselines import (
 )
 from biotalk.config import load_config
 from biotalk.data import load_benchmark
+from biotalk.reports import PAPER_LABEL
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,7 +101,9 @@ def test_table4_scores_every_method_and_skips_missing_encoders(mini_benchmark, t
         assert (split, "MLP", "kmer:6 (spectrum)") in methods
         assert (split, "1-NN label transfer", "kmer:6 (spectrum)") in methods
     assert len(methods) == 8
+    block = {"hP", "hR", "hF", "macro", "accuracy", "level_accuracy", "coverage", "n"}  # score_predictions
+    assert all(set(r) == {"benchmark", "split", "method", "encoder", *block} for r in result["rows"])
     text = (tmp_path / "table4" / "table4.md").read_text()
-    assert table4.PAPER_COLUMN in text and "0.3097 / 0.0774 / 0.1239" in text
+    assert PAPER_LABEL in text and "0.3097 / 0.0774 / 0.1239" in text
     saved = json.loads((tmp_path / "table4" / "table4.json").read_text())
     assert saved["rows"] == result["rows"]

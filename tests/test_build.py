@@ -11,12 +11,13 @@ import polars as pl
 import pytest
 from fixtures.data import ROOT, mini_build_config
 
-from biotalk.data.build import BENCHMARKS, build_benchmarks
-from biotalk.data.enzyme import load_enzyme
+from biotalk.data import schema
+from biotalk.data.build import build_benchmarks
 from biotalk.data.fragments import reverse_complement
-from biotalk.data.loader import COLUMNS
+from biotalk.data.schema import COLUMNS, benchmark_enzyme
 
-SPLITS = [f"{b}/{s}" for b in BENCHMARKS for s in ("Train", "Valid")] + ["Test/test1", "Test/test2"]
+BENCHMARKS = [schema.benchmark_name(b) for b in schema.BENCHMARKS]
+SPLITS = list(schema.SPLIT_KEYS)
 LEVELS = ("UniRef50", "UniRef90", "UniRef100")
 
 
@@ -121,9 +122,8 @@ def test_balanced_benchmarks(mini_benchmark: Path, tables: dict[str, pl.DataFram
             assert check.select((pl.col("k") == pl.min_horizontal("c", pl.lit(targets[balanced]))).all()).item()
 
 
-def test_labels_are_current_enzyme_ecs(tables: dict[str, pl.DataFrame]) -> None:
-    raw = ROOT / "data" / "raw" / "expasy_enzyme"
-    db = load_enzyme(raw / "enzyme_2018-09-12.dat.gz", raw / "enzclass_2018-09-12.txt.gz")
+def test_labels_are_current_enzyme_ecs(mini_benchmark: Path, tables: dict[str, pl.DataFrame]) -> None:
+    db = benchmark_enzyme(mini_benchmark)  # the release recorded in build.json
     ecs = set(pl.concat(list(tables.values()))["EC"])
     assert all(db.resolve(ec) == ec for ec in ecs)
     descriptions = pl.concat(list(tables.values()))

@@ -14,17 +14,10 @@ from fixtures.scripts import load_script
 
 from biotalk.config import load_config
 from biotalk.data import load_benchmark
-from biotalk.models.classifier import (
-    ECClassifier,
-    MLPConfig,
-    build_label_map,
-    decode_hierarchical,
-    encode_labels,
-    fit_classifier,
-    predict_proba,
-    score_predictions,
-    tradeoff,
-)
+from biotalk.ec import LabelMap
+from biotalk.hierarchy import decode_hierarchical, tradeoff
+from biotalk.metrics import score_predictions
+from biotalk.models.classifier import ECClassifier, MLPConfig, fit_classifier, predict_proba
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs/classifier/mini.yaml"
@@ -41,10 +34,13 @@ def _separable(ecs: list[str], n_per_class: int, seed: int, dim: int = 16) -> tu
     return x, labels
 
 
-def test_label_map_is_hierarchy_ordered_normalised_and_unique():
-    labels = build_label_map(["1.10.1.1", " 1.2.3.10", "EC 1.2.3.4", "1.2.3.4", "2.7.7.7", "1.2.4.1"])
-    assert labels == ["1.2.3.4", "1.2.3.10", "1.2.4.1", "1.10.1.1", "2.7.7.7"]
-    assert encode_labels(["2.7.7.7", "1.2.3.04", "3.1.1.1"], labels).tolist() == [4, 0, -1]
+def test_the_model_classes_are_the_label_map_of_its_training_split():
+    ecs = ["3.5.1.n10", "1.10.1.1", " 1.2.3.10", "EC 1.2.3.4", "2.7.7.7", "3.5.1.n3"]
+    x = np.eye(len(ecs), dtype=np.float32).repeat(3, axis=0)
+    y = [ec for ec in ecs for _ in range(3)]
+    model, _ = fit_classifier(x, y, x, y, MLPConfig(epochs=1, batch_size=4))
+    assert model.labels == list(LabelMap.from_ecs(y).labels)
+    assert model.labels == ["1.2.3.4", "1.2.3.10", "1.10.1.1", "2.7.7.7", "3.5.1.n3", "3.5.1.n10"]
 
 
 def test_test_labels_align_with_training_map_and_unseen_classes_score_wrong():
@@ -76,7 +72,7 @@ def test_fit_is_deterministic_under_the_seed_and_keeps_the_label_map(tmp_path):
     assert not torch.equal(a.net[0].weight, c.net[0].weight)
     a.save_pretrained(tmp_path)
     loaded = ECClassifier.from_pretrained(tmp_path)
-    assert loaded.labels == build_label_map(y)
+    assert loaded.labels == list(LabelMap.from_ecs(y).labels)
     np.testing.assert_array_equal(predict_proba(loaded, xv), predict_proba(a, xv))
 
 
@@ -123,14 +119,6 @@ def test_decoding_on_random_probabilities_is_argmax_at_zero_and_monotone_in_tau(
             assert score == pytest.approx(probs[row, members].sum()) and score >= tau
 
 
-def test_score_block_layout():
-    block = score_predictions(["1.2.3.4", "2.7.7.7", "1.2.3.4"], ["1.2.3.4", "2.7.-.-", None])
-    assert set(block) == {"hP", "hR", "hF", "macro", "accuracy", "level_accuracy", "coverage", "n"}
-    assert (block["hP"], block["hR"]) == (1.0, 0.5)  # 6 of 6 predicted nodes right, 6 of 12 true nodes found
-    assert block["level_accuracy"] == pytest.approx([2 / 3, 2 / 3, 1 / 3, 1 / 3])
-    assert block["accuracy"] == pytest.approx(1 / 3) and block["coverage"] == pytest.approx(2 / 3)
-
-
 def _run(mini_benchmark, tmp_path, name: str, *overrides: str) -> Path:
     script = load_script("train_classifier.py")
     out = tmp_path / name
@@ -154,7 +142,7 @@ def test_train_classifier_end_to_end_is_seeded_aligned_and_well_formed(mini_benc
         assert all(0.0 <= block[k] <= 1.0 for k in ("hP", "hR", "hF", "accuracy", "coverage"))
     splits = load_benchmark(mini_benchmark, "III")
     model = ECClassifier.from_pretrained(first / "model")
-    assert model.labels == build_label_map(splits["train"]["EC"])
+    assert model.labels == list(LabelMap.from_ecs(splits["train"]["EC"]).labels)
     # Test-II ECs are absent from every training split: no index accident can make one right
     assert not set(splits["test2"]["EC"]) & set(model.labels)
     assert metrics["test2"]["accuracy"] == 0.0 and metrics["test2"]["level_accuracy"][3] == 0.0

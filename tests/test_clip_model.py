@@ -12,6 +12,7 @@ from biotalk.data.clip_data import (
     ClipDataset,
     cached_text_features,
     clip_split,
+    crop,
     max_unique_batches,
 )
 from biotalk.losses import ClipLoss
@@ -82,6 +83,33 @@ def test_padding_does_not_change_a_dna_embedding(model):
         together = model(**_batch(model), text_features=model.embed_texts(TEXTS)).dna_embeds
         alone = model(**_batch(model, SEQS[1:2]), text_features=model.embed_texts(TEXTS[1:2])).dna_embeds
     assert torch.allclose(together[1], alone[0], atol=1e-5)
+
+
+def test_get_dna_features_is_the_crop_tokenise_project_path(model):
+    """Gene-start windows of the model's window_nt, tokenised in one batch, pooled, projected: the same
+    vectors as get_dna_features' length-sorted batches of two, in input order."""
+    model.eval()
+    model.config.window_nt = 40
+    try:
+        windows = [crop(s, 40, None) for s in SEQS]
+        with torch.no_grad():
+            expected = model.project_dna(model.dna_features(**_batch(model, windows)))
+        got = model.get_dna_features(SEQS, batch_size=2)
+    finally:
+        model.config.window_nt = 0
+    assert [len(w) for w in windows] == [40, 15, 40]
+    assert got.dtype == torch.float32 and got.shape == (3, 16)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_get_text_features_project_the_sentence_embeddings_and_read_the_cache(model, tmp_path):
+    model.eval()
+    with torch.no_grad():
+        expected = model.project_text(model.embed_texts(TEXTS))
+    assert torch.allclose(model.get_text_features(TEXTS), expected, atol=1e-6)
+    first = model.get_text_features(TEXTS, cache_dir=tmp_path)  # frozen tower: written to the cache
+    assert any(tmp_path.rglob("*")) and torch.allclose(first, expected, atol=1e-6)
+    assert torch.equal(model.get_text_features(TEXTS, cache_dir=tmp_path), first)
 
 
 def test_save_and_load_round_trip_is_self_contained(model, tmp_path):
@@ -169,6 +197,8 @@ def test_clip_split_indexes_unique_texts_and_rejects_bad_records():
     assert split.texts == ["text of 1.1.1.1", "text of 2.7.1.1"]
     assert split.text_idx.tolist() == [0, 0, 1] and split.text_ecs == ["1.1.1.1", "2.7.1.1"]
     assert split.ec_idx[0] == split.ec_idx[1] != split.ec_idx[2]
+    # EC class ids in the one EC order (biotalk.ec.LabelMap), not string order: 1.1.1.2 < 1.1.1.10
+    assert clip_split(_rows(["1.1.1.10", "1.1.1.2"]), "toy").ec_idx.tolist() == [1, 0]
     with pytest.raises(ValueError, match="toy: record r1: partial EC"):
         clip_split(_rows(["1.1.1.1", "1.1.-.-"]), "toy")
     with pytest.raises(ValueError, match="toy: record r1: text shared by ECs"):

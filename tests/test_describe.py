@@ -6,9 +6,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from biotalk.data.describe import TEMPLATES, describe_ec, describe_records, mask_ec, template_choice
+from biotalk.data.describe import describe_ec, describe_records, template_choice
 from biotalk.data.enzyme import load_enzyme
 from biotalk.data.genbank import read_genbank_dir
+from biotalk.data.templates import TEMPLATES
+from biotalk.data.text_clean import mask_ec
 from biotalk.ec import EC_IN_TEXT_RE
 
 RAW = Path(__file__).resolve().parents[1] / "data" / "raw"

@@ -1,5 +1,6 @@
 from itertools import pairwise
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -7,7 +8,9 @@ from hypothesis import strategies as st
 from biotalk.ec import (
     EC_IN_TEXT_RE,
     InvalidEC,
+    LabelMap,
     ec_at_level,
+    ec_order_key,
     ec_prefixes,
     full_ecs,
     is_full_ec,
@@ -75,3 +78,27 @@ def test_roundtrip_and_prefix_property(nums, depth):
     prefixes = ec.prefixes()
     assert len(prefixes) == depth
     assert all(b.startswith(a + ".") for a, b in pairwise(prefixes))
+
+
+def test_one_ec_order_is_numeric_at_every_level_and_puts_preliminary_serials_after_numbers():
+    ecs = ["3.5.1.n10", "1.10.1.1", "3.5.1.2", "1.2.3.10", "3.5.1.n3", "1.2.3.4", "1.2.-.-", "3.5.1.10"]
+    assert sorted(ecs, key=ec_order_key) == [
+        "1.2.-.-", "1.2.3.4", "1.2.3.10", "1.10.1.1", "3.5.1.2", "3.5.1.10", "3.5.1.n3", "3.5.1.n10"]
+    assert ec_order_key(" EC 01.2.3.4") == ec_order_key("1.2.3.4")
+
+
+def test_label_map_orders_normalises_and_encodes_unseen_as_minus_one():
+    train = ["3.5.1.n10", "1.10.1.1", " 1.2.3.10", "EC 1.2.3.4", "1.2.3.4", "3.5.1.n3", "2.7.7.7"]
+    labels = LabelMap.from_ecs(train)
+    assert labels.labels == ("1.2.3.4", "1.2.3.10", "1.10.1.1", "2.7.7.7", "3.5.1.n3", "3.5.1.n10")
+    assert list(labels.labels) == sorted(labels.labels, key=ec_order_key) and len(labels) == 6
+    ids = labels.encode(["2.7.7.7", "1.2.3.04", "3.1.1.1", "3.5.1.n3"])
+    assert ids.dtype == np.int64 and ids.tolist() == [3, 0, -1, 4]
+    assert labels.decode(labels.encode(train)) == [normalize_ec(ec) for ec in train]  # round trip
+    assert labels.id2label == dict(enumerate(labels.labels))
+    assert labels.label2id == {ec: i for i, ec in enumerate(labels.labels)}
+    assert LabelMap(tuple(labels.id2label[i] for i in range(len(labels)))) == labels  # rebuilt from a saved id2label
+    with pytest.raises(IndexError, match="-1"):
+        labels.decode([-1])
+    with pytest.raises(InvalidEC):
+        LabelMap.from_ecs(["1.2.3"])

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from biotalk.data.enzyme import ec_sort_key, load_enzyme, read_enzclass
+from biotalk.data.enzyme import load_enzyme, read_enzclass
 from biotalk.data.errors import InputError
+from biotalk.ec import ec_order_key
 
 ENZ = Path(__file__).resolve().parents[1] / "data" / "raw" / "expasy_enzyme"
 DAT = ENZ / "enzyme_2018-09-12.dat.gz"
@@ -81,7 +82,7 @@ def test_class_name_prefix_forms(db):
 
 def test_active_ecs_sorted_numerically(db):
     ecs = db.active_ecs()
-    assert ecs == sorted(ecs, key=ec_sort_key)
+    assert ecs == sorted(ecs, key=ec_order_key)
     assert ecs.index("1.1.1.2") < ecs.index("1.1.1.10")
 
 

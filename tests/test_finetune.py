@@ -1,6 +1,8 @@
 """LOLBERT fine-tuning for EC classification on the real mini benchmark (tiny random LOLBERT)."""
 
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from transformers import AutoTokenizer, RobertaForSequenceClassification
 
 from biotalk.config import load_config
 from biotalk.data import load_benchmark
+from biotalk.ec import LabelMap
 from biotalk.models.encoders import load_dna_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +45,8 @@ def finetuned(mini_benchmark, tiny_lolbert, tmp_path_factory):
         finetune.FinetuneConfig,
         ROOT / "configs/lolbert/finetune_mini.yaml",
         [f"model={tiny_lolbert}", f"data={mini_benchmark}", "benchmark=III", f"out={out}", "epochs=2",
-         "max_steps_per_epoch=2", "batch_size=8", "max_nt=120", "eval_windows=mean", "threads=1"],
+         "max_steps_per_epoch=2", "batch_size=8", "max_nt=120", "eval_windows=mean", "threads=1",
+         "keep_checkpoints=2"],
     )  # fmt: skip
     return cfg, finetune.main(cfg)
 
@@ -53,9 +57,12 @@ def test_label_map_comes_from_the_training_split(finetuned, mini_benchmark):
     train_ecs, valid_ecs = set(data["train"]["EC"]), list(data["valid"]["EC"])
     model = RobertaForSequenceClassification.from_pretrained(cfg.out / "model")
     assert model.config.num_labels == len(train_ecs) == metrics["n_labels"]
-    assert [model.config.id2label[i] for i in range(model.config.num_labels)] == sorted(train_ecs)
+    # the MLP's label map: the same classes in the one EC order (biotalk.ec.LabelMap)
+    assert [model.config.id2label[i] for i in range(model.config.num_labels)] == list(LabelMap.from_ecs(train_ecs).labels)
     assert all(model.config.id2label[i] == ec for ec, i in model.config.label2id.items())
-    assert metrics["history"][0]["valid_unseen_ec"] == sum(ec not in train_ecs for ec in valid_ecs)
+    valid = metrics["history"][0]["valid"]
+    assert valid["unseen_ec"] == sum(ec not in train_ecs for ec in valid_ecs)
+    assert {"hP", "hR", "hF", "macro", "accuracy", "level_accuracy", "coverage", "n"} <= set(valid)
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
     saved = json.loads((cfg.out / "metrics.json").read_text())
     assert saved["best_valid_accuracy"] == metrics["best_valid_accuracy"]
@@ -85,3 +92,16 @@ def test_finetuned_dir_loads_as_an_encoder(finetuned):
         hidden = encoder(batch["input_ids"], batch["attention_mask"])
         expected = classifier.roberta(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     torch.testing.assert_close(hidden, expected.last_hidden_state)
+
+
+def test_resume_after_an_epoch_reproduces_the_uninterrupted_run(finetuned, tmp_path):
+    cfg, metrics = finetuned
+    assert sorted(p.name for p in (cfg.out / "checkpoints").iterdir()) == ["step_2", "step_4"]  # one per epoch
+    log = [json.loads(line) for line in (cfg.out / "train_log.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["step"]) for r in log] == [(1, 2), (2, 4)]
+    out = tmp_path / "resumed"
+    (out / "checkpoints").mkdir(parents=True)
+    shutil.copytree(cfg.out / "checkpoints" / "step_2", out / "checkpoints" / "step_2")  # stopped after epoch 1
+    resumed = finetune.main(replace(cfg, out=out, resume="latest"))
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    assert resumed["history"] == metrics["history"]

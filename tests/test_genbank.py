@@ -13,6 +13,7 @@ from Bio.SeqFeature import CompoundLocation, SimpleLocation
 
 from biotalk.data.errors import InputError
 from biotalk.data.genbank import file_report, read_genbank_dir, reject_category
+from biotalk.io import open_text
 
 RAW = Path(__file__).resolve().parents[1] / "data" / "raw"
 K12 = "Escherichia_coli_K12_MG1655_NC_000913.3.gbk.gz"
@@ -64,7 +65,7 @@ def test_partial_ec_does_not_cost_the_full_ec(parsed):
 
 def test_complement_feature_is_reverse_complemented(parsed):
     df, _ = parsed
-    record = SeqIO.read(gzip.open(RAW / "genbank" / K12, "rt"), "genbank")
+    record = SeqIO.read(open_text(RAW / "genbank" / K12), "genbank")
     ids = set(df["EmblCdsId"])
     feature = next(
         f for f in record.features
@@ -121,7 +122,7 @@ def test_file_report_counts(parsed):
 def _corrupt_copy(tmp_path: Path) -> tuple[Path, dict[str, str], str]:
     """A copy of the Hepatoplasma genome with one defect per chosen CDS (locus -> expected reason),
     and one CDS rewritten as a two-part join of the same bases."""
-    record = SeqIO.read(gzip.open(RAW / "genbank" / HEPATOPLASMA, "rt"), "genbank")
+    record = SeqIO.read(open_text(RAW / "genbank" / HEPATOPLASMA), "genbank")
     seq = MutableSeq(record.seq)
     cds = [
         f for f in record.features

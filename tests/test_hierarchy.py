@@ -3,17 +3,22 @@
 import numpy as np
 import pytest
 
-import biotalk.models.classifier as classifier
-from biotalk import hierarchy
-from biotalk.ec import ec_prefixes
-from biotalk.hierarchy import best_tau, decode_hierarchical, hierarchy_scores, score_predictions, tradeoff
+from biotalk.ec import LabelMap, ec_prefixes
+from biotalk.hierarchy import best_tau, decode_hierarchical, hierarchy_scores, tradeoff
+from biotalk.metrics import score_predictions
 
 LABELS = ["1.1.1.1", "1.1.1.2", "1.1.2.1", "1.2.1.1", "2.1.1.1", "2.1.1.3", "3.5.1.n3", "3.5.1.10", "3.5.1.2"]
 
 
-def test_classifier_uses_the_one_shared_implementation():
-    for name in ("decode_hierarchical", "hierarchy_scores", "score_predictions", "tradeoff"):
-        assert getattr(classifier, name) is getattr(hierarchy, name)
+def test_decoding_breaks_ties_in_the_label_map_order():
+    """Decoding and the classifiers' label map share one EC order: on tied classes the argmax decoding
+    returns the tie the label map puts first (3.5.1.n3 before 3.5.1.n10, 1.1.1.2 before 1.1.1.10)."""
+    for tied in (["3.5.1.n10", "3.5.1.n3"], ["1.1.1.10", "1.1.1.2"]):
+        labels = LabelMap.from_ecs(tied).labels
+        for order in (tied, list(labels)):
+            probs = np.full((1, 2), 0.5)
+            assert decode_hierarchical(probs, order, 0.0)[0] == [labels[0]]
+            assert hierarchy_scores(probs, order)[0][0, 3] == labels[np.argmax(probs[0])]
 
 
 def test_prefix_mass_equals_brute_force_sum_in_any_label_order():

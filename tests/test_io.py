@@ -1,9 +1,10 @@
+import gzip
 import os
 import stat
 
 import pytest
 
-from biotalk.io import atomic_dir, atomic_path, write_json
+from biotalk.io import atomic_dir, atomic_path, open_text, write_json
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path):
@@ -38,3 +39,23 @@ def test_outputs_are_readable_by_others(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+
+
+def test_open_text_reads_gzip_and_plain_alike(tmp_path):
+    text = "LOCUS x\nline two é\n"
+    (tmp_path / "plain.gb").write_text(text, encoding="utf-8")
+    with gzip.open(tmp_path / "packed.gb.gz", "wt", encoding="utf-8") as handle:
+        handle.write(text)
+    (tmp_path / "packed.gb").write_bytes((tmp_path / "packed.gb.gz").read_bytes())  # gzip under a plain name
+    for name in ("plain.gb", "packed.gb.gz", "packed.gb"):
+        with open_text(tmp_path / name) as handle:
+            assert handle.read() == text, name
+    (tmp_path / "bad.txt").write_bytes(b"ok \xff end\n")
+    with open_text(tmp_path / "bad.txt") as handle:
+        assert handle.read() == "ok \ufffd end\n"  # undecodable bytes replaced, not fatal
+
+
+def test_open_text_of_a_broken_gzip_fails_on_read(tmp_path):
+    (tmp_path / "broken.gz").write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(OSError), open_text(tmp_path / "broken.gz") as handle:
+        handle.read()

@@ -27,9 +27,10 @@ from biotalk.llm import (
     ecs_in_text,
     generate_cached,
     parse_answer,
-    score,
+    score_answers,
 )
 from biotalk.llm.prompts import FEW_SHOT_TASK, SYSTEM, ZERO_SHOT_TASK
+from biotalk.metrics import score_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "llm" / "mini.yaml"
@@ -71,13 +72,14 @@ def test_parse_answer_finds_an_ec_anywhere_in_prose(levels, before, after):
     assert parse_answer(f"{before} {ec} {after}") == ec
 
 
-def test_score_counts_missing_and_partial_predictions():
-    got = score(["1.2.3.4", "2.7.1.1", "3.1.1.1"], ["1.2.3.4", "2.7.-.-", None])
-    assert (got["micro"]["hP"], got["micro"]["hR"]) == (1.0, 0.5)  # 6/6 predicted nodes right, 6/12 found
-    assert got["exact_match"] == pytest.approx(1 / 3)
-    assert got["parseable"] == pytest.approx(2 / 3) and got["partial"] == pytest.approx(1 / 3)
+def test_llm_scores_are_the_shared_metric_block_plus_the_partial_rate():
+    true, parsed = ["1.2.3.4", "2.7.1.1", "3.1.1.1"], ["1.2.3.4", "2.7.-.-", None]
+    got = score_answers(true, parsed)
+    assert got == {**score_predictions(true, parsed), "partial": pytest.approx(1 / 3)}
+    assert (got["hP"], got["hR"]) == (1.0, 0.5)  # 6/6 predicted nodes right, 6/12 found
+    assert got["accuracy"] == pytest.approx(1 / 3) and got["coverage"] == pytest.approx(2 / 3)  # coverage: answers with an EC
     assert got["level_accuracy"] == pytest.approx([2 / 3, 2 / 3, 1 / 3, 1 / 3])
-    assert score(["1.2.3.4"], [None])["micro"] == {"hP": 0.0, "hR": 0.0, "hF": 0.0}
+    assert {k: score_answers(["1.2.3.4"], [None])[k] for k in ("hP", "hR", "hF")} == {"hP": 0.0, "hR": 0.0, "hF": 0.0}
 
 
 # ---------------------------------------------------------------- prompts
@@ -203,7 +205,7 @@ def test_prompt_llm_end_to_end_scores_what_it_writes(smollm2, mini_benchmark, tm
     assert all(p is None or is_full_ec(p) or p.endswith("-") for p in parsed)
     on_disk = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
-    recomputed = score(preds["true_ec"].to_list(), parsed)
+    recomputed = score_answers(preds["true_ec"].to_list(), parsed)
     assert {k: on_disk[k] for k in recomputed} == json.loads(json.dumps(recomputed))
     assert (on_disk["generated"], on_disk["n"], on_disk["shots"]) == (3, 3, 3)
     prompts = [json.loads(line) for line in (tmp_path / "a" / "prompts.jsonl").read_text().splitlines()]

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from biotalk.data import load_benchmark
-from biotalk.data.loader import COLUMNS, benchmark_name
+from biotalk.data.schema import COLUMNS, benchmark_name
 
 PUBLISHED = ["AC", "EC", "OC", "UniRef100", "UniRef90", "UniRef50", "EmblCdsId", "Sequence", "Description"]
 

@@ -15,6 +15,7 @@ from biotalk.metrics import (
     knn_hierarchical_precision,
     level_accuracy,
     level_accuracy_at_k,
+    score_predictions,
     silhouette,
     stratified_sample,
 )
@@ -210,6 +211,34 @@ def test_vectorised_path_agrees_with_hiclass_on_many_pairs():
     y_pred = [pool[i] for i in rng.integers(0, len(pool), 2000)]
     for average in ("micro", "macro"):
         assert hierarchical_prf(y_true, y_pred, average) == hiclass_scores(y_true, y_pred, average)
+
+
+BLOCK_KEYS = {"hP", "hR", "hF", "macro", "accuracy", "level_accuracy", "coverage", "n"}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(ecs(min_depth=4), st.one_of(ecs(), ecs(min_depth=4))), min_size=1, max_size=30))
+def test_metric_block_equals_hiclass_and_plain_python(pairs):
+    """The one metric block every model reports: micro and macro are hiclass's numbers, the rest a plain count."""
+    y_true, y_pred = map(list, zip(*pairs, strict=True))
+    block = score_predictions(y_true, y_pred)
+    assert set(block) == BLOCK_KEYS
+    assert {k: block[k] for k in ("hP", "hR", "hF")} == hiclass_scores(y_true, y_pred, "micro")
+    assert block["macro"] == hiclass_scores(y_true, y_pred, "macro")
+    assert block["accuracy"] == pytest.approx(np.mean([t == p for t, p in zip(y_true, y_pred, strict=True)]))
+    for level in range(1, 5):
+        agree = [ec_prefixes(t)[level - 1] == (ec_prefixes(p) + ("",) * 4)[level - 1] for t, p in pairs]
+        assert block["level_accuracy"][level - 1] == pytest.approx(np.mean(agree))
+    assert (block["coverage"], block["n"]) == (1.0, len(pairs))
+
+
+def test_metric_block_counts_missing_and_blank_predictions_as_no_prediction():
+    y_true, y_pred = ["1.2.3.4", "2.7.7.7", "3.1.1.1", "1.2.3.4"], [" EC 1.2.3.4", "2.7.-.-", None, "  "]
+    block = score_predictions(y_true, y_pred)
+    micro = hiclass_scores(y_true, ["1.2.3.4", "2.7.-.-", "", ""], "micro")
+    assert {k: block[k] for k in ("hP", "hR", "hF")} == micro
+    assert (block["accuracy"], block["coverage"], block["n"]) == (0.25, 0.5, 4)
+    assert block["macro"] == hierarchical_prf(y_true, y_pred, "macro")
 
 
 def clustered(n_classes, per_class, dim=16, seed=0, spread=0.05):

@@ -100,7 +100,8 @@ def test_pretrain_checkpoints_and_resume_reproduce_the_uninterrupted_run(tmp_pat
     final_a = pretrain.main(cfg_a)
     ckpts = sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir())
     assert ckpts == ["step_4", "step_6"]  # keep_checkpoints=2 pruned step_2
-    log_a = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert json.loads((tmp_path / "a" / "checkpoints" / "step_6" / "state.json").read_text()) == {"step": 6}
+    log_a = [json.loads(line) for line in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log_a] == [1, 2, 3, 4, 5, 6]
     assert {"heldout_loss", "heldout_acc"} <= set(log_a[2]) and "heldout_acc" not in log_a[1]
     assert all(np.isfinite(r["train_loss"]) for r in log_a)
@@ -113,10 +114,10 @@ def test_pretrain_checkpoints_and_resume_reproduce_the_uninterrupted_run(tmp_pat
     b = tmp_path / "b"
     (b / "checkpoints").mkdir(parents=True)
     shutil.copytree(tmp_path / "a" / "checkpoints" / "step_4", b / "checkpoints" / "step_4")
-    (b / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log_a[:5]))
+    (b / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log_a[:5]))
     cfg_b = load_config(pretrain.PretrainConfig, ROOT / "configs/lolbert/mini.yaml", [*TINY, f"out={b}", "resume=latest"])
     final_b = pretrain.main(cfg_b)
-    log_b = [json.loads(line) for line in (b / "metrics.jsonl").read_text().splitlines()]
+    log_b = [json.loads(line) for line in (b / "train_log.jsonl").read_text().splitlines()]
     assert log_b == log_a
     wa, wb = _weights(final_a), _weights(final_b)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -1,4 +1,7 @@
-from biotalk.reports import clip_summary
+"""Every markdown table comes from biotalk.reports, fed with the payloads the entry points save."""
+
+from biotalk.metrics import score_predictions
+from biotalk.reports import PAPER_LABEL, block_line, clip_summary, table1, table4, table5, tables23
 
 
 def test_clip_summary_shows_every_reported_metric():
@@ -11,6 +14,48 @@ def test_clip_summary_shows_every_reported_metric():
     table = clip_summary(metrics)
     assert "| zero-shot hF (nearest EC) | 0.5000 | 0.1250 |" in table
     assert "| zero-shot hF (hierarchical) | 0.5500 | 0.2000 |" in table
-    assert "| DNA-tower kNN hP, k=1 | 0.4000 | 0.1000 |" in table
+    assert "| shared-space DNA kNN hP, k=1 | 0.4000 | 0.1000 |" in table
     assert "0.100 / 0.200 / 0.300" in table
     assert "text to dna" not in table  # absent results are not invented
+
+
+BLOCK = score_predictions(["1.2.3.4", "2.7.7.7", "1.2.3.4", "3.1.1.1"], ["1.2.3.4", "2.7.-.-", None, "3.1.1.1"])
+
+
+def test_block_line_and_tables_4_and_5_print_the_metric_block():
+    assert block_line(BLOCK) == "hP 1.0000 hR 0.6250 hF 0.7692 accuracy 0.5000 coverage 0.750 (n=4)"
+    rows = [{"benchmark": "III", "split": s, "method": m, "encoder": e, **BLOCK}
+            for s in ("test1", "test2") for m, e in (("majority class (2.7.7.7)", None), ("MLP", "kmer:6 (spectrum)"))]
+    text = table4(rows).splitlines()
+    assert PAPER_LABEL in text[0] and len(text) == 2 + len(rows)
+    assert text[2] == ("| III | Test-I | majority class (2.7.7.7) |  | 1.0000 | 0.6250 | 0.7692 | 0.5000 | 0.750 | 4 "
+                       "| 0.3097 / 0.0774 / 0.1239 |")
+    assert text[3].endswith("| 4 |  |")  # the paper's numbers once per benchmark and test split
+    assert "| III | Test-II | MLP | kmer:6 (spectrum) |" in text[5]
+    cells = [{"split": "test2", "shots": 3, **BLOCK, "partial": 0.25}]
+    assert table5(cells).splitlines()[2] == (
+        "| test2 | 3-shot | 1.0000 / 0.6250 / 0.7692 | 0.5000 | 0.75 | 4 | 0.8338 / 0.1634 / 0.3135 |")
+
+
+def test_table1_lists_every_benchmark_and_the_tests_once():
+    split = {"records": 1234, "classes": 56}
+    stats = {f"Benchmark-{b}": {"Train": split, "Valid": split} for b in ("I", "II", "III", "IV")}
+    stats["Test"] = {"test1": {"records": 10, "classes": 5}, "test2": {"records": 20, "classes": 7}}
+    lines = table1(stats).splitlines()
+    assert len(lines) == 6 and lines[2] == "| Benchmark-I | 1,234 | 56 | 1,234 | 56 |  |  |  |  |"
+    assert lines[4] == "| Benchmark-III | 1,234 | 56 | 1,234 | 56 | 10 | 5 | 20 | 7 |"
+
+
+def test_tables23_show_ours_then_the_papers_for_the_chosen_benchmarks():
+    settings = {"data": "out/mini", "index_split": "train", "query_split": "test1", "metric": "cosine",
+                "silhouette_split": "train", "silhouette_metric": "cosine", "silhouette_per_class": 20, "seed": 0,
+                "ks": [1, 3], "benchmarks": ["III"]}
+    row = {"benchmark": "III", "encoder": "kmer:6", "pooling": "spectrum", "hP": {"1": 0.25, "3": 0.5},
+           "silhouette": None, "silhouette_samples": 3, "silhouette_classes": 1, "silhouette_note": "1 class(es)",
+           "n_queries": 9, "n_index": 30}
+    text = tables23([row], [{"encoder": "x", "reason": "missing"}], settings)
+    assert "| III | kmer:6 | spectrum | 0.2500 | 0.5000 | 9 | 30 |" in text
+    assert "| III | kmer:6 | spectrum | n/a | 3 | 1 | 1 class(es) |" in text
+    assert "- `x`: missing" in text
+    assert "| III | 1 | 0.1332 | 0.1168 | 0.1553 | 0.3329 |" in text and "| III | 0.2623 |" in text
+    assert "| I | 1 |" not in text  # only the benchmarks evaluated

@@ -19,6 +19,9 @@ import pytest
 import torch
 from transformers import RobertaForMaskedLM
 
+from biotalk.clip_eval import knn_scores
+from biotalk.data import load_benchmark
+from biotalk.data.clip_data import clip_split
 from biotalk.data.describe import describe_ec
 from biotalk.data.enzyme import load_enzyme
 from biotalk.models.clip import BioTalkClipModel
@@ -69,11 +72,11 @@ def setup(tmp_path_factory) -> dict:
                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     RobertaForMaskedLM(roberta_config(arch)).save_pretrained(root / "lolbert")
     build_lolbert_tokenizer().save_pretrained(root / "lolbert")
-    return {"root": root, "args": [
-        f"data={bench}", "benchmark=III", f"enzyme_dat={root / 'enzyme.dat'}", f"enzclass=[{ENZCLASS}]",
-        f"dna_encoder={root / 'lolbert'}", f"cache_dir={root / 'cache'}", "projection_dim=16", "window_nt=60",
-        "batch_size=8", "epochs=2", "lr=0.001", "warmup_steps=2", "trackers=[]", "eval_batch_size=16",
-        "knn_k=[1,3]",
+    return {"root": root, "bench": bench, "args": [
+        f"data.path={bench}", "data.benchmark=III", f"data.enzyme_dat={root / 'enzyme.dat'}",
+        f"data.enzclass=[{ENZCLASS}]", f"model.dna_encoder={root / 'lolbert'}", f"cache_dir={root / 'cache'}",
+        "model.projection_dim=16", "model.window_nt=60", "optim.batch_size=8", "optim.epochs=2", "optim.lr=0.001",
+        "optim.warmup_steps=2", "trackers=[]", "eval.batch_size=16", "eval.knn_k=[1,3]",
     ]}
 
 
@@ -120,6 +123,27 @@ def test_metrics_layout_and_ranges(single):
     assert BioTalkClipModel.from_pretrained(single / "final").config.projection_dim == 16
 
 
+def test_knn_row_uses_the_learned_shared_space(setup, single):
+    """The kNN row is the saved model's shared-space DNA vectors (train genes as the index), not the raw tower's."""
+    metrics = json.loads((single / "metrics.json").read_text())
+    model = BioTalkClipModel.from_pretrained(single / "final")
+    bench = load_benchmark(setup["bench"], benchmark="III")
+    train, test1 = (clip_split(bench[name], name) for name in ("train", "test1"))
+    learned = knn_scores(model.get_dna_features(train.sequences).numpy(), train.ecs,
+                         model.get_dna_features(test1.sequences).numpy(), test1.ecs, [1, 3])
+    assert learned == pytest.approx(metrics["knn"]["test1"], abs=1e-9)
+    assert model.get_dna_features(train.sequences).shape == (len(train), 16)  # the head's space, not the tower's 32
+
+
+def test_a_resume_path_without_a_complete_checkpoint_fails_cleanly(setup, tmp_path):
+    (tmp_path / "step_3").mkdir()  # Accelerate state without state.json: a run killed while saving
+    cmd = [sys.executable, str(ROOT / "train_clip.py"), f"out={tmp_path / 'run'}", *setup["args"],
+           f"resume={tmp_path / 'step_3'}"]
+    done = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "resume=" in done.stderr and "state.json" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()
+
+
 def test_training_lowers_the_loss(single):
     log = _log(single)
     assert np.mean([r["loss"] for r in log[-3:]]) < np.mean([r["loss"] for r in log[:3]])
@@ -146,7 +170,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(setup, single):
     launcher = [sys.executable, "-m", "accelerate.commands.launch",
                 "--config_file", str(ROOT / "configs" / "accelerate" / "cpu_two_process.yaml"),
                 "--main_process_port", "29533"]
-    two = _run(setup, "two", "epochs=2", "eval_each_epoch=false", launcher=launcher)
+    two = _run(setup, "two", "optim.epochs=2", "eval.each_epoch=false", launcher=launcher)
     one, two_log = _log(single), _log(two)
     assert len(two_log) == len(one) == 12
     # Same losses step after step: the gathered loss and the gradients equal the single-process ones.
@@ -160,7 +184,7 @@ def test_deepspeed_two_cpu_processes_train_like_one(setup, single):
     launcher = [sys.executable, "-m", "accelerate.commands.launch",
                 "--config_file", str(ROOT / "configs" / "accelerate" / "deepspeed_zero2.yaml"),
                 "--num_processes", "2", "--main_process_port", "29534"]
-    two = _run(setup, "deepspeed", "epochs=2", "eval_each_epoch=false", launcher=launcher)
+    two = _run(setup, "deepspeed", "optim.epochs=2", "eval.each_epoch=false", launcher=launcher)
     one, ds_log = _log(single), _log(two)
     assert len(ds_log) == len(one) == 12
     assert np.allclose([r["loss"] for r in one], [r["loss"] for r in ds_log], rtol=1e-4, atol=1e-5)

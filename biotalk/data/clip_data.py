@@ -9,22 +9,22 @@ with batch 2b and two processes with batch b see the same crops.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
-from biotalk.ec import InvalidEC, parse_ec
-from biotalk.io import atomic_path
+from biotalk.cache import cached_array, digest_strings
+from biotalk.ec import InvalidEC, LabelMap, parse_ec
+from biotalk.rng import stream
 
 
 @dataclass
 class ClipSplit:
-    """One split: per-record sequence, EC and text index; ``texts`` holds each unique text once."""
+    """One split: per-record sequence, EC, text index and EC class id (``LabelMap`` order of the split's
+    ECs); ``texts`` holds each unique text once."""
 
     name: str
     record_ids: list[str]
@@ -88,7 +88,6 @@ def clip_split(rows, name: str, text_column: str = "DescriptionMasked") -> ClipS
         elif text_ec[text] != ec:
             raise ValueError(f"{name}: record {rid}: text shared by ECs {text_ec[text]} and {ec}")
         text_idx.append(index[text])
-    ec_vocab = {ec: i for i, ec in enumerate(sorted(set(ecs)))}
     return ClipSplit(
         name=name,
         record_ids=ids,
@@ -96,7 +95,7 @@ def clip_split(rows, name: str, text_column: str = "DescriptionMasked") -> ClipS
         ecs=ecs,
         texts=texts,
         text_idx=np.asarray(text_idx, dtype=np.int64),
-        ec_idx=np.asarray([ec_vocab[e] for e in ecs], dtype=np.int64),
+        ec_idx=LabelMap.from_ecs(ecs).encode(ecs),
     )
 
 
@@ -121,7 +120,7 @@ class ClipDataset(torch.utils.data.Dataset):
         return len(self.split)
 
     def __getitem__(self, i: int) -> dict:
-        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.random_crop else None
+        rng = stream(self.seed, self.epoch, i) if self.random_crop else None
         return {
             "sequence": crop(self.split.sequences[i], self.window_nt, rng),
             "text_idx": int(self.split.text_idx[i]),
@@ -196,7 +195,7 @@ class ClipBatchSampler(torch.utils.data.Sampler):
         return self.num_batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+        rng = stream(self.seed, self.epoch)
         m, b = self.num_batches, self.batch_size
         if not self.unique_ec:
             order = rng.permutation(len(self.ec_idx))
@@ -217,13 +216,6 @@ def cached_text_features(
     embed: Callable[[list[str]], torch.Tensor], texts: list[str], encoder_key: str, cache_dir: Path | None
 ) -> torch.Tensor:
     """Frozen text-tower embeddings of ``texts`` (rows in order), cached on disk by (encoder, texts)."""
-    if cache_dir is None:
-        return embed(texts).cpu()
-    digest = hashlib.sha256("\x00".join([encoder_key, *texts]).encode()).hexdigest()[:24]
-    path = Path(cache_dir) / f"text_features_{digest}.safetensors"
-    if path.is_file():
-        return load_file(str(path))["features"]
-    features = embed(texts).cpu().contiguous()
-    with atomic_path(path) as tmp:
-        save_file({"features": features}, str(tmp))
-    return features
+    key = {"encoder": encoder_key, "texts": digest_strings(texts), "n": len(texts)}
+    features = cached_array(cache_dir, "text_features", key, lambda: embed(texts).cpu().numpy(), (len(texts),))
+    return torch.from_numpy(features)

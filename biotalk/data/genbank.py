@@ -8,7 +8,6 @@ are not listed.
 
 from __future__ import annotations
 
-import gzip
 import io
 import re
 import warnings
@@ -19,18 +18,15 @@ from pathlib import Path
 
 import polars as pl
 from Bio import BiopythonParserWarning, SeqIO
-from Bio.Data.CodonTable import TranslationError
-from Bio.Seq import Seq, UndefinedSequenceError
-from Bio.SeqFeature import SeqFeature
 from Bio.SeqRecord import SeqRecord
-from Bio.SeqUtils import IUPACData
 
 from biotalk.data.errors import InputError
+from biotalk.data.translate import CdsError, dna_and_protein
 from biotalk.ec import full_ecs, split_ec_field
+from biotalk.io import open_text
 
 GENBANK_SUBDIR = "genbank"
 GENBANK_GLOB = "*.gb*"  # .gb, .gbk, .gbff, each optionally gzipped
-DEFAULT_TRANSL_TABLE = 11
 DOMAINS = ("Bacteria", "Archaea")
 COLUMNS = [
     "AC", "EmblCdsId", "DBtype", "OC", "Organism", "EC", "Sequence", "Protein",
@@ -38,8 +34,6 @@ COLUMNS = [
 ]  # fmt: skip
 _RECORD_END = re.compile(r"^//[ \t]*\r?$", re.MULTILINE)
 _LOCUS = re.compile(r"^LOCUS\s+(\S+)", re.MULTILINE)
-_TRANSL_EXCEPT = re.compile(r"pos:\s*(complement\()?\s*(\d+)(?:\.\.(\d+))?\)?\s*,\s*aa:\s*(\w+)")
-_PLACEHOLDER_CODON = "ATG"  # a sense (and start) codon in every NCBI table; patched after translation
 
 
 @dataclass(frozen=True)
@@ -49,10 +43,6 @@ class Reject:
     source: str
     record: str
     reason: str
-
-
-class _CdsError(ValueError):
-    """A CDS that cannot become a record; the message is the reject reason."""
 
 
 def reject_category(reason: str) -> str:
@@ -100,7 +90,8 @@ def read_genbank_file(path: Path) -> tuple[list[dict[str, str]], list[Reject]]:
     """Rows and rejects of one file; a file that cannot be read at all is one reject, no rows."""
     source = path.name
     try:
-        text = _read_text(path)
+        with open_text(path) as handle:
+            text = handle.read()
     except (OSError, EOFError, zlib.error) as err:
         return [], [Reject(source, "", f"unreadable file: {err}")]
     if not _LOCUS.search(text):
@@ -120,13 +111,6 @@ def read_genbank_file(path: Path) -> tuple[list[dict[str, str]], list[Reject]]:
             continue
         rows.extend(_record_rows(record, source, rejects))
     return rows, rejects
-
-
-def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    return raw.decode("utf-8", errors="replace")
 
 
 def _record_rows(record: SeqRecord, source: str, rejects: list[Reject]) -> list[dict[str, str]]:
@@ -155,9 +139,9 @@ def _record_rows(record: SeqRecord, source: str, rejects: list[Reject]) -> list[
             continue
         try:
             if not ids["EmblCdsId"]:
-                raise _CdsError("no identifier: no /protein_id, /locus_tag or RAST id")
-            dna, protein = _dna_and_protein(record, feature)
-        except _CdsError as err:
+                raise CdsError("no identifier: no /protein_id, /locus_tag or RAST id")
+            dna, protein = dna_and_protein(record, feature)
+        except CdsError as err:
             rejects.append(Reject(source, name, str(err)))
             continue
         base = {
@@ -204,78 +188,6 @@ def _identifiers(q: dict[str, list[str]]) -> dict[str, str]:
         "DBtype": "SwissProt" if swissprot else "Unreviewed",
         "LocusTag": locus,
     }
-
-
-def _dna_and_protein(record: SeqRecord, feature: SeqFeature) -> tuple[str, str]:
-    """The CDS's DNA (upper case, strand-aware) and its checked translation without the stop."""
-    location = feature.location
-    if "<" in str(location) or ">" in str(location):
-        raise _CdsError(f"partial CDS: {location}")
-    try:
-        dna = str(location.extract(record.seq)).upper()
-    except UndefinedSequenceError:
-        raise _CdsError("no sequence: the record carries no DNA") from None
-    except ValueError as err:
-        raise _CdsError(f"bad location: {err}") from None
-    bad = sorted(set(dna) - set("ACGTN"))
-    if bad:
-        raise _CdsError(f"non-ACGTN bases: {''.join(bad)}")
-    if len(dna) % 3:
-        raise _CdsError(f"length not divisible by 3: {len(dna)} nt")
-    q = feature.qualifiers
-    try:
-        table = int((q.get("transl_table") or [DEFAULT_TRANSL_TABLE])[0])
-    except ValueError:
-        raise _CdsError(f"bad transl_table: {q['transl_table'][0]}") from None
-    excepts = _transl_excepts(feature, len(dna))
-    protein = _translate(dna, table, excepts)
-    expected = (q.get("translation") or [""])[0].replace(" ", "")
-    if expected and expected != protein:
-        raise _CdsError("translation mismatch: /translation differs from the translated DNA")
-    return dna, protein
-
-
-def _transl_excepts(feature: SeqFeature, length: int) -> list[tuple[int, str]]:
-    """/transl_except as (offset of the codon in the CDS, one-letter amino acid)."""
-    values = feature.qualifiers.get("transl_except", [])
-    if not values:
-        return []
-    order = {pos: i for i, pos in enumerate(feature.location)}  # genome position -> CDS offset
-    out = []
-    for value in values:
-        match = _TRANSL_EXCEPT.search(value)
-        if not match:
-            raise _CdsError(f"bad transl_except: {value}")
-        start, end, aa = int(match.group(2)), int(match.group(3) or match.group(2)), match.group(4)
-        offsets = [order[p] for p in range(start - 1, end) if p in order]
-        if not offsets or min(offsets) % 3:
-            raise _CdsError(f"bad transl_except: {value} is not a codon of the CDS")
-        offset = min(offsets)
-        if aa.upper() == "TERM" and offset == length - 3:
-            continue  # the CDS's own stop codon
-        letter = IUPACData.protein_letters_3to1_extended.get(aa.capitalize())
-        if letter is None:
-            raise _CdsError(f"bad transl_except: unsupported amino acid {aa}")
-        out.append((offset, letter))
-    return out
-
-
-def _translate(dna: str, table: int, excepts: list[tuple[int, str]]) -> str:
-    """Translate with cds=True semantics; /transl_except codons are set to their amino acid."""
-    for offset, _ in excepts:
-        dna = dna[:offset] + _PLACEHOLDER_CODON + dna[offset + 3 :]
-    try:
-        protein = str(Seq(dna).translate(table=table, cds=True))
-    except KeyError:
-        raise _CdsError(f"bad transl_table: {table}") from None
-    except TranslationError as err:
-        if "stop codon" in str(err) and "in frame" in str(err):
-            raise _CdsError(f"internal stop codon: {err}") from None
-        raise _CdsError(f"translation error: {err}") from None
-    for offset, letter in excepts:
-        i = offset // 3
-        protein = protein[:i] + letter + protein[i + 1 :]
-    return protein
 
 
 def _drop_duplicate_ids(rows: list[dict[str, str]], rejects: list[Reject]) -> list[dict[str, str]]:

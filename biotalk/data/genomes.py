@@ -9,7 +9,6 @@ hold out a genome without a sibling (e.g. Streptococcus pyogenes) for a generali
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,8 +17,9 @@ from Bio.GenBank.Scanner import GenBankScanner
 
 from biotalk.data.errors import InputError
 from biotalk.data.fragments import Fragment, sample_fragments
+from biotalk.data.genbank import GENBANK_GLOB
+from biotalk.io import open_text
 
-GENBANK_GLOB = "*.gb*"  # .gb, .gbk, .gbff, each optionally gzipped
 MIN_RECORD_NT = 300  # shorter records cannot hold the longest reads; skipped and reported
 
 
@@ -43,8 +43,7 @@ def read_genomes(genbank_dir: str | Path) -> tuple[list[Region], list[str]]:
         raise InputError(f"{genbank_dir}: no GenBank files ({GENBANK_GLOB})")
     regions, skipped = [], []
     for path in files:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt") as handle:
+        with open_text(path) as handle:
             for rec in GenBankScanner().parse_records(handle, do_features=False):
                 try:
                     seq = str(rec.seq).upper()

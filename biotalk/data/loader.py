@@ -13,36 +13,29 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from biotalk.data.schema import (
+    COLUMNS,
+    CURATED_BENCHMARKS,
+    SCHEMA,
+    SPLITS,
+    TEST_SPLITS,
+    benchmark_name,
+    build_command,
+    split_key,
+)
+
 if TYPE_CHECKING:
     from datasets import DatasetDict
 
-SCHEMA = {
-    "AC": pl.Utf8, "EC": pl.Utf8, "OC": pl.Utf8, "UniRef100": pl.Utf8, "UniRef90": pl.Utf8, "UniRef50": pl.Utf8,
-    "EmblCdsId": pl.Utf8, "Sequence": pl.Utf8, "Description": pl.Utf8, "DBtype": pl.Utf8, "Protein": pl.Utf8,
-    "Organism": pl.Utf8, "DescriptionMasked": pl.Utf8, "TemplateId": pl.Int32, "SplitLevel": pl.Utf8,
-    "IsDuplicate": pl.Boolean, "RecordId": pl.Utf8,
-}  # fmt: skip
-COLUMNS = list(SCHEMA)
-BENCHMARKS = ("I", "II", "III", "IV")
 _DBTYPE = {"swissprot": "SwissProt", "uniprot": "Unreviewed", "trembl": "Unreviewed", "unreviewed": "Unreviewed"}
-
-
-def benchmark_name(benchmark: str | int) -> str:
-    """'III', 'Benchmark-III', 'iii' or 3 -> 'Benchmark-III'."""
-    text = str(benchmark).strip()
-    text = text.removeprefix("Benchmark-").removeprefix("benchmark-").upper()
-    if text.isdigit() and 1 <= int(text) <= len(BENCHMARKS):
-        text = BENCHMARKS[int(text) - 1]
-    if text not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {BENCHMARKS}")
-    return f"Benchmark-{text}"
 
 
 def _find(root: Path, candidates: list[str]) -> Path:
     for name in candidates:
         if (root / name).is_file():
             return root / name
-    raise FileNotFoundError(f"benchmark file not found: none of {candidates} in {root}")
+    raise FileNotFoundError(f"benchmark file not found: none of {candidates} in {root}; build one with: "
+                            f"{build_command(root)}")
 
 
 def _read(path: Path) -> pl.DataFrame:
@@ -60,7 +53,7 @@ def normalise(df: pl.DataFrame, curated: bool) -> pl.DataFrame:
     splits (III, IV, tests), ``DescriptionMasked`` is ``Description`` with ECs masked, ``RecordId`` is
     ``EmblCdsId|EC`` (or ``AC|EC``), ``IsDuplicate`` marks repeats of a RecordId (published balanced
     sets hold unmarked copies), ``TemplateId`` is -1; the rest is null."""
-    from biotalk.data.describe import mask_ec
+    from biotalk.data.text_clean import mask_ec
 
     df = df.with_columns(pl.col("EC").cast(pl.Utf8).str.strip_chars())
     missing = {c: pl.lit(None, SCHEMA[c]).alias(c) for c in COLUMNS if c not in df.columns}
@@ -90,15 +83,17 @@ def load_tables(path: str | Path, benchmark: str | int = "III") -> dict[str, pl.
     """``{"train", "valid", "test1", "test2"}`` polars tables in our schema."""
     root = Path(path)
     if not root.is_dir():
-        raise FileNotFoundError(f"benchmark folder not found: {root}")
+        raise FileNotFoundError(f"benchmark folder not found: {root}; build it with: {build_command(root)}")
     name = benchmark_name(benchmark)
-    curated = name in ("Benchmark-III", "Benchmark-IV")
+    curated = name.removeprefix("Benchmark-") in CURATED_BENCHMARKS
     tables = {}
-    for split, file in (("train", "Train"), ("valid", "Valid")):
-        tables[split] = normalise(_read(_find(root / name, [f"{file}.parquet", f"{file}.csv"])), curated)
-    for test in ("test1", "test2"):
-        candidates = [f"Test/{test}.parquet", f"{test}.csv", f"Test/{test}.csv", f"{test}.parquet"]
-        tables[test] = normalise(_read(_find(root, candidates)), curated=True)
+    for split in SPLITS:
+        key = split_key(name, split)
+        if split in TEST_SPLITS:  # ours in Test/, the published files at the root, csv or parquet
+            candidates = [f"{key}.parquet", f"{split}.csv", f"{key}.csv", f"{split}.parquet"]
+        else:
+            candidates = [f"{key}.parquet", f"{key}.csv"]
+        tables[split] = normalise(_read(_find(root, candidates)), curated or split in TEST_SPLITS)
     return tables
 
 

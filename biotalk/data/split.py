@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from biotalk.rng import stream
+
 CLUSTER_LEVELS = ("UniRef50", "UniRef90", "UniRef100")
 RECORD_LEVEL = "record"
 HELD_OUT_LEVEL = "EC"  # an EC held out whole (only in curated records): no split was made
@@ -175,7 +177,7 @@ def split_curated(curated: pl.DataFrame, other_ecs: pl.Series, rng: np.random.Ge
 
 def split_benchmarks(df: pl.DataFrame, seed: int) -> SplitResult:
     """Both pipelines of the paper on one record table (``DBtype`` marks curated rows)."""
-    rng = np.random.default_rng(seed)
+    rng = stream(seed)
     df = with_dna_key(df).sort("RecordId")
     curated_mask = pl.col("DBtype") == CURATED
     other_ecs = df.filter(~curated_mask)["EC"].unique()

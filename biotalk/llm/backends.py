@@ -57,19 +57,17 @@ def resolve_model(model: str) -> tuple[Path, str | None]:
     return path, ggufs[0]
 
 
-def pick_device(device: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-
-
 class HFChatBackend:
     """A local chat model; ``n_generated`` counts the answers it actually generated."""
 
     def __init__(self, model: str, device: str = "auto", dtype: str = "float32") -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from biotalk.training import resolve_device
+
         path, gguf = resolve_model(model)
         self.model_id = str(path.resolve() / gguf) if gguf else str(path.resolve())
-        self.device = pick_device(device)
+        self.device = resolve_device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=gguf)
         if not self.tokenizer.chat_template:
             raise ValueError(f"{self.model_id}: the tokenizer has no chat template; use an instruct/chat model")

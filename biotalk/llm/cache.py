@@ -9,7 +9,6 @@ a kill is skipped (and counted in ``skipped``); appending starts on a fresh line
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -18,14 +17,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from biotalk.cache import cache_key as content_key
 from biotalk.llm.backends import GenerationSettings
 
 log = logging.getLogger(__name__)
 
 
 def cache_key(model_id: str, prompt: str, settings: GenerationSettings) -> str:
-    blob = json.dumps([model_id, prompt, dataclasses.asdict(settings)], sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return content_key(model=model_id, prompt=prompt, settings=dataclasses.asdict(settings))
 
 
 def _ends_with_newline(f) -> bool:

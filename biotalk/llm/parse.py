@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from biotalk.ec import EC_IN_TEXT_RE, InvalidEC, is_full_ec, normalize_ec
-from biotalk.metrics import hierarchical_prf, level_accuracy
+from biotalk.metrics import score_predictions
 
 
 def parse_answer(text: str) -> str | None:
@@ -35,17 +35,8 @@ def ecs_in_text(text: str) -> set[str]:
     return found
 
 
-def score(y_true: Sequence[str], predicted: Sequence[str | None]) -> dict:
-    """Table 5 metrics on EC strings: HiClass hP/hR/hF (micro and macro), exact-match accuracy, per-level
-    accuracy, and how many answers held an EC at all (parseable) or only a partial one."""
-    true = [normalize_ec(t) for t in y_true]
-    n = len(true)
-    return {
-        "n": n,
-        "parseable": sum(p is not None for p in predicted) / n,
-        "partial": sum(p is not None and not is_full_ec(p) for p in predicted) / n,
-        "micro": hierarchical_prf(true, predicted, average="micro"),
-        "macro": hierarchical_prf(true, predicted, average="macro"),
-        "exact_match": sum(p == t for p, t in zip(predicted, true, strict=True)) / n,
-        "level_accuracy": level_accuracy(true, predicted),
-    }
+def score_answers(y_true: Sequence[str], predicted: Sequence[str | None]) -> dict:
+    """Table 5 metrics: the metric block every model reports (``biotalk.metrics.score_predictions``; its
+    ``coverage`` is the share of answers holding an EC at all) and ``partial``, the share holding only a partial EC."""
+    block = score_predictions(y_true, predicted)
+    return {**block, "partial": sum(p is not None and not is_full_ec(p) for p in predicted) / block["n"]}

@@ -15,11 +15,10 @@ Differences from the reference code, on purpose:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
+from biotalk.rng import stream
 
 Message = dict[str, str]
 
@@ -43,17 +42,12 @@ def gene_text(sequence: str, max_nt: int) -> str:
     return f"Gene (first {max_nt} of {len(seq)} nt): {seq[:max_nt]}"
 
 
-def _rng(seed: int, record_id: str) -> np.random.Generator:
-    digest = hashlib.sha256(record_id.encode()).digest()
-    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
-
-
 def draw_examples(pool: Sequence[dict[str, Any]], query: dict[str, Any], shots: int, seed: int) -> list[dict]:
     """``shots`` training records with distinct ECs that differ from the query's, drawn under (seed, query)."""
     if shots == 0:
         return []
     chosen, ecs = [], {query["EC"]}
-    for i in _rng(seed, query["RecordId"]).permutation(len(pool)):
+    for i in stream(seed, "examples", query["RecordId"]).permutation(len(pool)):
         if pool[i]["EC"] not in ecs:
             chosen.append(pool[i])
             ecs.add(pool[i]["EC"])

@@ -1,9 +1,10 @@
-"""EC classifier on frozen DNA embeddings: the paper's two-layer MLP and its label map (decoding: biotalk.hierarchy).
+"""EC classifier on frozen DNA embeddings: the paper's two-layer MLP (decoding: biotalk.hierarchy).
 
 The reference code rebuilt the label indices for every CSV, so test indices did not line up with the
-training classes, and it scored EC strings character by character. Here the label map is built once
-from the training split and stored in the model config (``id2label``); a class the model never saw
-has no index and can only be scored wrong. Every score goes through ``biotalk.metrics`` on EC strings.
+training classes, and it scored EC strings character by character. Here the label map
+(``biotalk.ec.LabelMap``) is built once from the training split and stored in the model config
+(``id2label``); a class the model never saw has no index and can only be scored wrong. Every score goes
+through ``biotalk.metrics`` on EC strings.
 """
 
 from __future__ import annotations
@@ -21,14 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedConfig, PreTrainedModel
 
-from biotalk.ec import normalize_ec
-from biotalk.hierarchy import (  # decoding and scoring live in biotalk.hierarchy; re-exported for old imports
-    decode_hierarchical as decode_hierarchical,
-)
-from biotalk.hierarchy import ec_order_key
-from biotalk.hierarchy import hierarchy_scores as hierarchy_scores
-from biotalk.hierarchy import score_predictions as score_predictions
-from biotalk.hierarchy import tradeoff as tradeoff
+from biotalk.ec import LabelMap
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +73,8 @@ class ECClassifier(PreTrainedModel):
 
     @property
     def labels(self) -> list[str]:
+        """The label map's classes by id (``LabelMap.labels`` of the training split)."""
         return [self.config.id2label[i] for i in range(self.config.num_labels)]
-
-
-def build_label_map(train_ecs: Sequence[str]) -> list[str]:
-    """The classes of the training split in hierarchy order (1.2.3.4 < 1.2.3.10 < 1.10.1.1)."""
-    unique = {normalize_ec(ec) for ec in train_ecs}
-    return sorted(unique, key=ec_order_key)
-
-
-def encode_labels(ecs: Sequence[str], labels: Sequence[str]) -> np.ndarray:
-    """Class indices under the training label map; -1 for an EC the model has never seen."""
-    index = {ec: i for i, ec in enumerate(labels)}
-    return np.array([index.get(normalize_ec(ec), -1) for ec in ecs], dtype=np.int64)
 
 
 def fit_classifier(
@@ -107,13 +90,11 @@ def fit_classifier(
     Validation accuracy counts every validation record (an unseen class is simply wrong); ties go to
     the lower validation loss on seen classes, then to the earlier epoch. Deterministic under ``cfg.seed``.
     """
-    labels = build_label_map(train_ecs)
-    y_train = torch.from_numpy(encode_labels(train_ecs, labels))
-    y_valid = torch.from_numpy(encode_labels(valid_ecs, labels))
+    label_map = LabelMap.from_ecs(train_ecs)
+    y_train = torch.from_numpy(label_map.encode(train_ecs))
+    y_valid = torch.from_numpy(label_map.encode(valid_ecs))
     torch.manual_seed(cfg.seed)
-    config = ECClassifierConfig(
-        input_size=x_train.shape[1], hidden_size=cfg.hidden_size, id2label=dict(enumerate(labels))
-    )
+    config = ECClassifierConfig(input_size=x_train.shape[1], hidden_size=cfg.hidden_size, id2label=label_map.id2label)
     model = ECClassifier(config)
     if cfg.standardize:
         model.feature_mean.copy_(torch.as_tensor(x_train.mean(0)))

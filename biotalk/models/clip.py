@@ -7,7 +7,11 @@ k-mer spectrum) map both to a shared space; a learnable temperature (logit scale
 at 100) sharpens the similarities.
 
 A frozen text tower never needs to run during training: its sentence embeddings are computed once per
-unique text (``embed_texts``) and fed as ``text_features``; only the text head trains.
+unique text (``sentence_embeddings``, cached on disk) and fed as ``text_features``; only the text head trains.
+
+``get_dna_features(seqs)`` / ``get_text_features(texts)`` (the transformers ``CLIPModel`` habit) give the
+shared-space vectors of raw genes and texts: the one path from a sequence or a text to the space that
+evaluation, zero-shot naming and retrieval search in.
 
 ``save_pretrained`` writes a self-contained directory: ``config.json``, ``model.safetensors`` (heads and
 temperature) and the towers in ``dna_encoder/`` and ``text_encoder/``, so ``from_pretrained`` needs no hub.
@@ -19,14 +23,17 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from sentence_transformers import SentenceTransformer
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from biotalk.data.clip_data import cached_text_features, crop
 from biotalk.embeddings import usable_poolings
 from biotalk.io import atomic_dir
 from biotalk.models.encoders import DNAEncoder, TransformerEncoder, load_dna_encoder
@@ -167,7 +174,40 @@ class BioTalkClipModel(PreTrainedModel):
         self.text_encoder.train(was_training)
         return out.float().clone()  # encode() runs in inference mode; a clone can enter autograd
 
-    # -- shared space -----------------------------------------------------------------------------
+    def sentence_embeddings(self, texts: list[str], cache_dir: Path | None = None, batch_size: int = 64) -> torch.Tensor:
+        """Text-tower sentence embeddings (before the head) on the CPU. A frozen tower's depend on the texts
+        alone, so with ``cache_dir`` they are computed once and kept on disk (keyed by tower, dtype and texts)."""
+        if cache_dir is None or not self.config.freeze_text:
+            return self.embed_texts(texts, batch_size).cpu()
+        key = f"{self.config.text_encoder}|{self.config.text_embed_dtype}"
+        return cached_text_features(lambda t: self.embed_texts(t, batch_size), texts, key, Path(cache_dir))
+
+    # -- shared space: what evaluation, zero-shot and retrieval use ----------------------------------
+    @torch.no_grad()
+    def get_text_features(self, texts: list[str], batch_size: int = 64, cache_dir: Path | None = None) -> torch.Tensor:
+        """Shared-space vectors (projected, L2-normalised) of raw texts, float32 on the CPU."""
+        features = self.sentence_embeddings(texts, cache_dir, batch_size)
+        return self.project_text(features.to(self.device)).float().cpu()
+
+    @torch.no_grad()
+    def get_dna_features(self, seqs: list[str], batch_size: int = 64) -> torch.Tensor:
+        """Shared-space vectors (projected, L2-normalised) of genes, in input order, float32 on the CPU.
+
+        Each gene is read as in evaluation: its first ``config.window_nt`` bases (the window the model
+        trained on; 0 = the whole gene). Batches hold genes of similar length, so little padding is computed.
+        """
+        windows = [crop(s, self.config.window_nt, None) for s in seqs]
+        order = np.argsort([len(w) for w in windows], kind="stable")
+        out = torch.zeros(len(windows), self.config.projection_dim)
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc="embed DNA", leave=False, disable=len(starts) < 10):
+            rows = order[start : start + batch_size]
+            enc = self.dna_encoder.tokenize([windows[i] for i in rows])
+            feats = self.dna_features(*(enc[k].to(self.device) for k in ("input_ids", "attention_mask", "special_tokens_mask")))
+            out[torch.from_numpy(rows)] = self.project_dna(feats).float().cpu()
+        return out
+
+    # -- heads --------------------------------------------------------------------------------------
     def project_dna(self, features: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.dna_projection(features.to(_dtype(self.dna_projection))), dim=-1)
 
@@ -222,7 +262,7 @@ class BioTalkClipModel(PreTrainedModel):
         missing = [k for k in missing if not _is_tower(k)]
         if missing or unexpected:
             raise ValueError(f"{path / HEADS_FILE}: missing {missing}, unexpected {unexpected}")
-        return model
+        return model.eval()
 
 
 def projection_head(kind: str, in_dim: int, hidden: int, out_dim: int) -> nn.Module:

@@ -11,7 +11,6 @@ Everything loads from local directories (no Hugging Face Hub here):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, BatchEncoding, PreTrainedTokenizerBase
 
+from biotalk.cache import cache_key, file_digest
 from biotalk.io import write_json
 from biotalk.models.kmer import (
     KmerSpectrum,
@@ -159,15 +159,8 @@ def _parse_kmer_name(name: str) -> KmerSpectrumEncoder:
 
 def directory_fingerprint(path: Path) -> str:
     """sha256 over the names and contents of the files ``from_pretrained`` reads in ``path``."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(_FINGERPRINT_SUFFIXES)):
-        digest.update(file.name.encode() + b"\0")
-        file_hash = hashlib.sha256()
-        with file.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 24), b""):
-                file_hash.update(chunk)
-        digest.update(file_hash.digest())
-    return digest.hexdigest()
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(_FINGERPRINT_SUFFIXES))
+    return cache_key(files={file.name: file_digest(file) for file in files})
 
 
 def _is_nt_vocab(vocab: dict[str, int]) -> bool:
