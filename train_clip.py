@@ -15,6 +15,9 @@ gathers every process's features, so any number of processes trains like one. Ev
 
 from __future__ import annotations
 
+import biotalk  # noqa: F401  (first: sets the offline Hugging Face environment before any HF import)
+
+# isort: split
 import importlib.util
 import math
 from dataclasses import asdict, dataclass, field
@@ -32,7 +35,7 @@ from biotalk.clip_eval import ClipEvalConfig, evaluate, zero_shot_candidates
 from biotalk.config import to_dict
 from biotalk.data import load_benchmark
 from biotalk.data.clip_data import ClipBatchSampler, ClipCollator, ClipDataset, clip_split
-from biotalk.data.schema import benchmark_enzyme
+from biotalk.data.schema import Benchmark, benchmark_enzyme
 from biotalk.io import write_json
 from biotalk.losses import ClipLoss
 from biotalk.models.clip import build_clip_model
@@ -59,7 +62,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     path: Path = Path("out/mini-benchmark")  # a built benchmark (scripts/build_benchmarks.py)
-    benchmark: str = "III"
+    benchmark: Benchmark = "III"
     text_column: str = "DescriptionMasked"  # masked: the text never names the EC
     enzyme_dat: Path | None = None  # zero-shot candidates' ENZYME release; None: the one in path/build.json
     enzclass: list[Path] | None = None
@@ -136,6 +139,7 @@ def main(cfg: Config) -> dict | None:
     # -- data -------------------------------------------------------------------------------------------
     splits = {name: clip_split(bench[name], f"{cfg.data.path}:{name}", cfg.data.text_column) for name in bench}
     train = splits["train"]
+    sampler = ClipBatchSampler(train.ec_idx, cfg.optim.batch_size, cfg.seed, unique_ec=cfg.optim.ec_batches == "unique")
     accelerator.print(", ".join(f"{k}: {len(v)} records / {len(v.texts)} texts" for k, v in splits.items()))
 
     # -- model, batches, loss -----------------------------------------------------------------------------
@@ -144,7 +148,6 @@ def main(cfg: Config) -> dict | None:
         train_text = model.sentence_embeddings(train.texts, cache_dir) if cfg.model.freeze_text else None
     collate = ClipCollator(model.dna_encoder.tokenize, train.texts, train_text,
                            None if cfg.model.freeze_text else model.text_encoder.preprocess)
-    sampler = ClipBatchSampler(train.ec_idx, cfg.optim.batch_size, cfg.seed, unique_ec=cfg.optim.ec_batches == "unique")
     train_set = ClipDataset(train, cfg.model.window_nt, random_crop=True, seed=cfg.seed)
     loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=collate)
     loss_fn = ClipLoss(ec_aware=True)

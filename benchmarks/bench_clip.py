@@ -14,6 +14,9 @@ run once per launcher and compare the printed samples/s for the process-count ra
 
 from __future__ import annotations
 
+import biotalk  # noqa: F401  (first: sets the offline Hugging Face environment before any HF import)
+
+# isort: split
 import argparse
 import time
 

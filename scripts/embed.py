@@ -20,6 +20,7 @@ import numpy as np
 from biotalk.cli import UsageError, run
 from biotalk.config import to_dict
 from biotalk.data import load_benchmark
+from biotalk.data.schema import Benchmark, Split
 from biotalk.embeddings import embed_cached, usable_poolings
 from biotalk.io import atomic_dir, write_json, write_text
 from biotalk.models.encoders import load_dna_encoder
@@ -30,8 +31,8 @@ from biotalk.training import resolve_device
 class EmbedConfig:
     encoder: str = "kmer:6"
     data: Path = Path("out/mini-benchmark")
-    benchmark: str = "III"
-    split: str = "test1"
+    benchmark: Benchmark = "III"
+    split: Split = "test1"
     poolings: list[str] = field(default_factory=lambda: ["cls", "min", "max", "mean"])
     batch_size: int = 32
     window: int | None = None  # sequence tokens per window (default: the model's limit)

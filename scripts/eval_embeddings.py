@@ -26,6 +26,7 @@ import numpy as np
 from biotalk.cli import run
 from biotalk.config import to_dict
 from biotalk.data import load_benchmark
+from biotalk.data.schema import Benchmark, Split
 from biotalk.embeddings import embed_cached, usable_poolings
 from biotalk.io import write_json, write_text
 from biotalk.knn import knn_predict_ecs, knn_search
@@ -40,14 +41,14 @@ log = logging.getLogger("eval_embeddings")
 @dataclass
 class EvalConfig:
     data: Path = Path("out/mini-benchmark")
-    benchmarks: list[str] = field(default_factory=lambda: ["III", "IV"])
+    benchmarks: list[Benchmark] = field(default_factory=lambda: ["III", "IV"])
     encoders: list[str] = field(default_factory=lambda: ["kmer:6", "runs/lolbert-mini/final"])
     poolings: list[str] = field(default_factory=lambda: ["cls", "min", "max", "mean"])
-    index_split: str = "train"
-    query_split: str = "test1"
+    index_split: Split = "train"
+    query_split: Split = "test1"
     ks: list[int] = field(default_factory=lambda: [1, 3, 5])
     metric: Literal["cosine", "l2"] = "cosine"  # l2: the reference code's IndexFlatL2 on raw vectors
-    silhouette_split: str = "train"
+    silhouette_split: Split = "train"
     silhouette_metric: str = "cosine"
     silhouette_per_class: int = 20
     seed: int = 0

@@ -18,6 +18,9 @@ carry on after the last finished epoch.
 
 from __future__ import annotations
 
+import biotalk  # noqa: F401  (first: sets the offline Hugging Face environment before any HF import)
+
+# isort: split
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -31,6 +34,7 @@ from transformers import AutoTokenizer, RobertaForSequenceClassification, get_sc
 from biotalk.cli import UsageError, run
 from biotalk.config import to_dict
 from biotalk.data import load_benchmark
+from biotalk.data.schema import Benchmark
 from biotalk.ec import LabelMap
 from biotalk.io import atomic_dir, atomic_path, write_json
 from biotalk.metrics import score_predictions
@@ -42,7 +46,7 @@ from biotalk.training import CheckpointManager, TrainLog, adamw, make_accelerato
 class FinetuneConfig:
     model: Path = Path("models/lolbert-mini")  # a pretrained LOLBERT (scripts/pretrain_lolbert.py writes OUT/final)
     data: Path = Path("out/mini-benchmark")
-    benchmark: str = "III"
+    benchmark: Benchmark = "III"
     out: Path = Path("runs/lolbert-finetuned-mini")
     epochs: int = 3
     batch_size: int = 16

@@ -14,6 +14,9 @@ held-out numbers, the majority-base floor, wall time of this invocation) and ``c
 
 from __future__ import annotations
 
+import biotalk  # noqa: F401  (first: sets the offline Hugging Face environment before any HF import)
+
+# isort: split
 import math
 import time
 from dataclasses import dataclass, field

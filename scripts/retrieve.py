@@ -18,7 +18,7 @@ import polars as pl
 
 from biotalk.cli import UsageError, run
 from biotalk.data import load_benchmark
-from biotalk.data.schema import benchmark_enzyme
+from biotalk.data.schema import Benchmark, benchmark_enzyme
 from biotalk.io import write_json
 from biotalk.models.clip import BioTalkClipModel
 from biotalk.retrieval import load_gene_index, search
@@ -28,7 +28,7 @@ from biotalk.retrieval import load_gene_index, search
 class Config:
     model: Path = Path("runs/clip-mini/final")  # a BioTalkClipModel.save_pretrained directory
     data: Path = Path("out/mini-benchmark")  # a built benchmark (load_benchmark)
-    benchmark: str = "I"
+    benchmark: Benchmark = "I"
     splits: list[str] = field(default_factory=lambda: ["train", "valid", "test1", "test2"])
     query: str = ""
     k: int = 5

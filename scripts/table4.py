@@ -21,7 +21,7 @@ from biotalk.baselines import homology_transfer, majority_class, nearest_neighbo
 from biotalk.cli import run
 from biotalk.config import to_dict
 from biotalk.data import load_benchmark
-from biotalk.data.schema import TEST_SPLITS
+from biotalk.data.schema import TEST_SPLITS, Benchmark
 from biotalk.embeddings import embed_cached, usable_poolings
 from biotalk.hierarchy import decode_hierarchical
 from biotalk.io import write_json, write_text
@@ -44,7 +44,7 @@ class HomologyConfig:
 @dataclass
 class Table4Config:
     data: Path = Path("out/mini-benchmark")
-    benchmarks: list[str] = field(default_factory=lambda: ["I", "II", "III", "IV"])
+    benchmarks: list[Benchmark] = field(default_factory=lambda: ["I", "II", "III", "IV"])
     encoders: list[str] = field(default_factory=lambda: ["kmer:6", "runs/lolbert-mini/final"])
     pooling: str = "cls"  # encoders with a single pooling (the k-mer spectrum) use theirs
     cache_dir: Path = Path("cache/embeddings")

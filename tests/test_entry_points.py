@@ -43,11 +43,14 @@ CASES = [
     ("train_clip.py", [f"data.path={MISSING}"], BUILD_HINT),
     ("train_clip.py", [f"data.path={MINI}", f"model.dna_encoder={MISSING}"], MISSING),
     ("train_clip.py", [f"data.path={MINI}", f"resume={MISSING}"], f"resume={MISSING}"),
+    ("train_clip.py", [f"data.path={MINI}", "model.dna_encoder=kmer:6", "optim.batch_size=100000"], "lower the batch size"),
     ("train_classifier.py", ["mlp.epochs=ten"], "mlp.epochs: expected an integer, got 'ten'"),
     ("train_classifier.py", [f"data={MISSING}"], BUILD_HINT),
+    ("train_classifier.py", ["benchmark=V"], "benchmark: expected one of I, II, III, IV, got 'V'"),
     ("train_classifier.py", [f"data={MINI}", f"encoder={MISSING}"], MISSING),
     ("prompt_llm.py", ["split=test3"], "split: expected one of test1, test2, valid, got 'test3'"),
     ("prompt_llm.py", [f"model={MISSING}"], MISSING),
+    ("prompt_llm.py", ["dtype=float33"], "dtype: expected one of"),
     ("prompt_llm.py", [f"data={MISSING}", "model=smollm2"], BUILD_HINT),
     ("scripts/build_benchmarks.py", ["seed=abc"], "seed: expected an integer, got 'abc'"),
     ("scripts/build_benchmarks.py", [f"raw_dir={MISSING}"], MISSING),
@@ -55,6 +58,7 @@ CASES = [
     ("scripts/retrieve.py", ["query=catalase", f"model={MISSING}"], MISSING),
     ("scripts/retrieve.py", ["query=catalase", "k=five"], "k: expected an integer, got 'five'"),
     ("scripts/embed.py", [f"encoder={MISSING}"], MISSING),
+    ("scripts/embed.py", ["split=tset1"], "split: expected one of train, valid, test1, test2, got 'tset1'"),
     ("scripts/embed.py", ["encoder=kmer:6", f"data={MISSING}"], BUILD_HINT),
     ("scripts/embed.py", ["truncate=sometimes"], "truncate: expected true or false, got 'sometimes'"),
     ("scripts/eval_embeddings.py", ["metric=l1"], "metric: expected one of cosine, l2, got 'l1'"),
@@ -103,3 +107,28 @@ def test_bad_argument_fails_cleanly(i, results, mini_benchmark):
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""
     assert not list(tmp.iterdir()), f"{script} wrote output before failing"
+
+
+OFFLINE_PROBE = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("entry", sys.argv[1])
+sys.modules["entry"] = module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+import huggingface_hub.constants as c
+print(c.HF_HUB_OFFLINE)
+"""
+
+
+def test_every_entry_point_is_offline_without_the_makefile():
+    """Importing any entry point sets the offline Hugging Face switches before a HF library reads them,
+    even when the caller's environment (not the Makefile) starts it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+
+    def probe(script: str) -> str:
+        done = subprocess.run([sys.executable, "-c", OFFLINE_PROBE, script], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+        return done.stdout.strip() or done.stderr
+
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        found = dict(zip(SANDBOX, pool.map(probe, SANDBOX), strict=True))
+    assert found == {script: "True" for script in SANDBOX}

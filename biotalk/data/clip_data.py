@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from biotalk.cache import cached_array, digest_strings
+from biotalk.data.errors import InputError
 from biotalk.ec import InvalidEC, LabelMap, parse_ec
 from biotalk.rng import stream
 
@@ -68,15 +69,15 @@ def clip_split(rows, name: str, text_column: str = "DescriptionMasked") -> ClipS
     ecs: list[str] = []
     for rid, seq, ec, text in zip(ids, seqs, raw_ecs, raw_texts, strict=True):
         if not seq:
-            raise ValueError(f"{name}: record {rid}: empty Sequence")
+            raise InputError(f"{name}: record {rid}: empty Sequence")
         if not text or not str(text).strip():
-            raise ValueError(f"{name}: record {rid}: empty {text_column}")
+            raise InputError(f"{name}: record {rid}: empty {text_column}")
         try:
             parsed = parse_ec(ec)
         except InvalidEC as err:
-            raise ValueError(f"{name}: record {rid}: {err}") from None
+            raise InputError(f"{name}: record {rid}: {err}") from None
         if not parsed.is_full:
-            raise ValueError(f"{name}: record {rid}: partial EC {ec!r}")
+            raise InputError(f"{name}: record {rid}: partial EC {ec!r}")
         ecs.append(str(parsed))
     texts, text_idx, text_ec = [], [], {}
     index: dict[str, int] = {}
@@ -86,7 +87,7 @@ def clip_split(rows, name: str, text_column: str = "DescriptionMasked") -> ClipS
             texts.append(text)
             text_ec[text] = ec
         elif text_ec[text] != ec:
-            raise ValueError(f"{name}: record {rid}: text shared by ECs {text_ec[text]} and {ec}")
+            raise InputError(f"{name}: record {rid}: text shared by ECs {text_ec[text]} and {ec}")
         text_idx.append(index[text])
     return ClipSplit(
         name=name,
@@ -186,7 +187,7 @@ class ClipBatchSampler(torch.utils.data.Sampler):
         counts = np.bincount(ec_idx)
         self.num_batches = max_unique_batches(counts, batch_size) if unique_ec else len(ec_idx) // batch_size
         if self.num_batches == 0:
-            raise ValueError(f"{len(ec_idx)} records cannot fill one batch of {batch_size}")
+            raise InputError(f"{len(ec_idx)} training records cannot fill one batch of {batch_size}: lower the batch size")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

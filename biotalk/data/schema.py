@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 import polars as pl
 
@@ -22,9 +22,11 @@ from biotalk.data.errors import InputError
 if TYPE_CHECKING:
     from biotalk.data.enzyme import EnzymeDB
 
-BENCHMARKS = ("I", "II", "III", "IV")
+Benchmark = Literal["I", "II", "III", "IV"]  # the type of every config's benchmark field: checked on load
+Split = Literal["train", "valid", "test1", "test2"]
+BENCHMARKS: tuple[str, ...] = get_args(Benchmark)
 CURATED_BENCHMARKS = ("III", "IV")  # SwissProt records only
-SPLITS = ("train", "valid", "test1", "test2")
+SPLITS: tuple[str, ...] = get_args(Split)
 TEST_SPLITS = ("test1", "test2")
 SCHEMA = {
     "AC": pl.Utf8, "EC": pl.Utf8, "OC": pl.Utf8, "UniRef100": pl.Utf8, "UniRef90": pl.Utf8, "UniRef50": pl.Utf8,

@@ -22,12 +22,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from sentence_transformers import SentenceTransformer
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import PretrainedConfig, PreTrainedModel
@@ -37,6 +37,9 @@ from biotalk.data.clip_data import cached_text_features, crop
 from biotalk.embeddings import usable_poolings
 from biotalk.io import atomic_dir
 from biotalk.models.encoders import DNAEncoder, TransformerEncoder, load_dna_encoder
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 DNA_DIR, TEXT_DIR, HEADS_FILE = "dna_encoder", "text_encoder", "model.safetensors"
 HEADS = ("linear", "mlp")
@@ -293,6 +296,10 @@ def _is_tower(key: str) -> bool:
 
 def load_text_encoder(path: str) -> SentenceTransformer:
     """A sentence-transformers model from a local directory ('' = the packaged all-MiniLM-L6-v2)."""
+    from sentence_transformers import (
+        SentenceTransformer,  # lazy: ~4 s of imports a failing command never needs
+    )
+
     return SentenceTransformer(path or default_text_encoder(), device="cpu", local_files_only=True)
 
 
