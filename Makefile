@@ -4,7 +4,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test reproduce lint clean
+.PHONY: demo test reproduce audit lint clean
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
@@ -22,6 +22,9 @@ test: .venv/.installed
 
 reproduce: .venv/.installed
 	$(PY) scripts/reproduce.py
+
+audit: .venv/.installed
+	$(PY) scripts/audit_benchmark.py out/mini-benchmark search=true
 
 lint: .venv/.installed
 	$(PY) -m ruff check biotalk scripts tests benchmarks *.py

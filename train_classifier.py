@@ -24,11 +24,12 @@ import yaml
 from biotalk.cli import run
 from biotalk.config import to_dict
 from biotalk.data import load_benchmark
+from biotalk.data.identity import gene_ids, identity_to_train
 from biotalk.data.schema import TEST_SPLITS, Benchmark
 from biotalk.embeddings import embed_cached, usable_poolings
 from biotalk.hierarchy import decode_hierarchical, tradeoff
 from biotalk.io import atomic_dir, write_json, write_text
-from biotalk.metrics import score_predictions
+from biotalk.metrics import score_genes
 from biotalk.models.classifier import MLPConfig, fit_classifier, predict_proba
 from biotalk.models.encoders import load_dna_encoder
 from biotalk.reports import block_line
@@ -88,12 +89,14 @@ def main(cfg: ClassifierConfig) -> dict:
     )
 
     metrics, curves, tables = {}, {}, []
+    identity = identity_to_train(cfg.data, cfg.benchmark, splits, cache_dir=cfg.cache_dir)
     for split in TEST_SPLITS:
         true = list(splits[split]["EC"])
         probs = predict_proba(model, features[split])
         preds, scores = decode_hierarchical(probs, model.labels, cfg.tau)
-        metrics[split] = score_predictions(true, preds)
-        curves[split] = tradeoff(probs, model.labels, true, cfg.tau_grid)
+        genes = gene_ids(splits[split])
+        metrics[split] = score_genes(genes, true, preds, identity.get(split))
+        curves[split] = tradeoff(probs, model.labels, true, cfg.tau_grid, genes)
         tables.append(pl.DataFrame({"split": split, "id": list(splits[split]["RecordId"]), "true_ec": true,
                                     "predicted_ec": preds,
                                     "score": [None if np.isnan(v) else float(v) for v in scores]},

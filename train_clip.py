@@ -35,6 +35,7 @@ from biotalk.clip_eval import ClipEvalConfig, evaluate, zero_shot_candidates
 from biotalk.config import to_dict
 from biotalk.data import load_benchmark
 from biotalk.data.clip_data import ClipBatchSampler, ClipCollator, ClipDataset, clip_split
+from biotalk.data.identity import gene_ids, identity_to_train
 from biotalk.data.schema import Benchmark, benchmark_enzyme
 from biotalk.io import write_json
 from biotalk.losses import ClipLoss
@@ -166,7 +167,8 @@ def main(cfg: Config) -> dict | None:
     log = TrainLog(cfg.out, step, is_main)
     accelerator.init_trackers("clip", config={k: str(v) for k, v in to_dict(cfg).items()})
     eval_args = {"splits": splits, "train": train, "candidates": candidates, "cfg": cfg.eval, "seed": cfg.seed,
-                 "cache_dir": cache_dir}
+                 "cache_dir": cache_dir, "genes": {name: gene_ids(bench[name]) for name in bench},
+                 "identity": identity_to_train(cfg.data.path, cfg.data.benchmark, bench, cache_dir=cache_dir)}
 
     # -- training loop ------------------------------------------------------------------------------------
     model.train()

@@ -5,7 +5,7 @@ Everything is measured in the shared space (``get_dna_features`` / ``get_text_fe
   templates listed are averaged). ``zero_shot``: the nearest EC. ``zero_shot_hierarchical``: a softmax
   with the learned temperature, mass summed by EC prefix, the deepest prefix reaching ``tau``
   (``biotalk.hierarchy``, the classifier's decoding); ``tau`` from the config or the grid value with the
-  best Valid hF. Blocks are ``biotalk.metrics.score_predictions``.
+  best Valid hF. Blocks are ``biotalk.metrics.score_genes`` (a multi-EC gene is one sample).
 - retrieval: DNA -> text and text -> DNA over one split's genes and unique texts; a hit is any item of
   the query's EC among the top k.
 - kNN: hierarchical precision of the k nearest training genes, on the learned DNA vectors (the raw
@@ -27,7 +27,7 @@ from biotalk.data.describe import describe_ec
 from biotalk.data.enzyme import EnzymeDB
 from biotalk.hierarchy import best_tau, hierarchy_scores, threshold, tradeoff
 from biotalk.knn import knn_predict_ecs, knn_search
-from biotalk.metrics import knn_hierarchical_precision, score_predictions
+from biotalk.metrics import knn_hierarchical_precision, score_genes
 from biotalk.models.clip import BioTalkClipModel
 from biotalk.rng import stream
 
@@ -87,13 +87,17 @@ def zero_shot_probs(dna: np.ndarray, candidates: torch.Tensor, scale: float) -> 
     return torch.softmax(torch.tensor(scale) * torch.from_numpy(dna) @ candidates.t(), dim=1).numpy()
 
 
-def nearest_ec_scores(probs: np.ndarray, candidate_ecs: Sequence[str], split: ClipSplit, seen: set[str]) -> dict:
-    """The block of the nearest EC (argmax), with the records whose EC never occurs in training apart."""
+def nearest_ec_scores(probs: np.ndarray, candidate_ecs: Sequence[str], split: ClipSplit, seen: set[str],
+                      genes: Sequence[str] | None = None, identity: Sequence[float | None] | None = None) -> dict:
+    """The block of the nearest EC (argmax), with the records whose EC never occurs in training apart
+    (per gene: ``genes``, default one per record; ``by_identity`` with ``identity``)."""
     pred = [candidate_ecs[i] for i in probs.argmax(1)]
+    genes = split.record_ids if genes is None else genes
     unseen = np.flatnonzero([ec not in seen for ec in split.ecs])
-    block = {**score_predictions(split.ecs, pred), "unseen_ec_records": len(unseen)}
+    block = {**score_genes(genes, split.ecs, pred, identity), "unseen_ec_records": len(unseen)}
     if len(unseen):
-        block["unseen_ec"] = score_predictions([split.ecs[i] for i in unseen], [pred[i] for i in unseen])
+        block["unseen_ec"] = score_genes([genes[i] for i in unseen], [split.ecs[i] for i in unseen],
+                                         [pred[i] for i in unseen])
     return block
 
 
@@ -123,9 +127,14 @@ def evaluate(
     cfg: ClipEvalConfig,
     seed: int = 0,
     cache_dir: Path | None = None,
+    genes: dict[str, list[str]] | None = None,
+    identity: dict[str, list[float | None]] | None = None,
 ) -> dict:
     """Zero-shot and kNN on each split of ``names`` (train genes as the kNN index), retrieval on
-    ``retrieval_split``. With ``zero_shot_tau < 0``, ``names`` must hold ``valid`` (tau is chosen there)."""
+    ``retrieval_split``. With ``zero_shot_tau < 0``, ``names`` must hold ``valid`` (tau is chosen there).
+    Zero-shot blocks score genes (``genes[name]``, ``biotalk.data.identity.gene_ids``; default one per
+    record), with ``by_identity`` for the splits of ``identity`` (``identity_to_train``)."""
+    genes, identity = genes or {}, identity or {}
     was_training = model.training
     model.eval()
     cand = candidate_vectors(model, candidates, cache_dir)
@@ -142,14 +151,17 @@ def evaluate(
             texts = model.get_text_features(split.texts, cache_dir=cache_dir).numpy()
             out["retrieval"] = {"split": name, **retrieval_scores(dna, texts, split)}
         probs = zero_shot_probs(dna, cand, scale)
-        out["zero_shot"][name] = nearest_ec_scores(probs, candidates.ecs, split, seen)
+        out["zero_shot"][name] = nearest_ec_scores(probs, candidates.ecs, split, seen, genes.get(name), identity.get(name))
         nodes[name] = hierarchy_scores(probs, candidates.ecs)
-        out["zero_shot_tradeoff"][name] = tradeoff(probs, candidates.ecs, split.ecs, cfg.tau_grid)
+        out["zero_shot_tradeoff"][name] = tradeoff(probs, candidates.ecs, split.ecs, cfg.tau_grid,
+                                                   genes.get(name, split.record_ids))
         out["knn"][name] = knn_scores(index_vectors, index.ecs, dna, split.ecs, cfg.knn_k)
     from_config = cfg.zero_shot_tau >= 0
     tau = cfg.zero_shot_tau if from_config else best_tau(out["zero_shot_tradeoff"]["valid"])
     out["zero_shot_hierarchical"] = {"tau": tau, "tau_from": "config" if from_config else "valid"}
     for name in names:
-        out["zero_shot_hierarchical"][name] = score_predictions(splits[name].ecs, threshold(*nodes[name], tau)[0])
+        preds = threshold(*nodes[name], tau)[0]
+        out["zero_shot_hierarchical"][name] = score_genes(genes.get(name, splits[name].record_ids), splits[name].ecs,
+                                                          preds, identity.get(name))
     model.train(was_training)
     return out

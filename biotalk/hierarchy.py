@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from biotalk.ec import EC, LEVELS, ec_order_key, ec_prefixes, parse_ec
-from biotalk.metrics import score_predictions
+from biotalk.metrics import score_genes, score_predictions
 
 
 def hierarchy_scores(probs: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -60,13 +60,15 @@ def decode_hierarchical(
     return threshold(*hierarchy_scores(probs, labels), tau)
 
 
-def tradeoff(probs: np.ndarray, labels: Sequence[str], y_true: Sequence[str], taus: Sequence[float]) -> list[dict]:
-    """Micro hP/hR/hF and coverage of hierarchy-aware decoding over a grid of thresholds."""
+def tradeoff(probs: np.ndarray, labels: Sequence[str], y_true: Sequence[str], taus: Sequence[float],
+             genes: Sequence[str] | None = None) -> list[dict]:  # fmt: skip
+    """Micro hP/hR/hF and coverage of hierarchy-aware decoding over a grid of thresholds, per record or,
+    with ``genes``, per gene (``biotalk.metrics.score_genes``, as the blocks the threshold is chosen for)."""
     nodes, best_p = hierarchy_scores(probs, labels)
     rows = []
     for tau in taus:
         preds, _ = threshold(nodes, best_p, tau)
-        s = score_predictions(y_true, preds)
+        s = score_predictions(y_true, preds) if genes is None else score_genes(genes, y_true, preds)
         depth = [len(ec_prefixes(p)) for p in preds]
         rows.append({"tau": float(tau), "hP": s["hP"], "hR": s["hR"], "hF": s["hF"],
                      "coverage": s["coverage"], "mean_depth": float(np.mean(depth)) if depth else 0.0})

@@ -1,33 +1,30 @@
 """Hierarchical metrics over EC numbers, shared by every model in the project.
 
 Each EC becomes a row of four integer node ids, one per level, where the id names the whole
-prefix ("1.2" and "3.2" get different ids at level 2) and -1 marks an unspecified level. With
-prefix ids, the HiClass sets are simply the specified columns: |alpha_i & beta_i| is the number
-of levels whose ids agree, so every metric is a few numpy comparisons over (n, 4) arrays.
-Strings are parsed once per distinct value (through biotalk.ec), never once per sample.
+prefix ("1.2" and "3.2" get different ids at level 2) and -1 marks an unspecified level, so every
+metric is a few numpy operations over (n, 4) arrays and a sample's node set is a set of ids (the
+union over a gene's EC records, for multi-EC genes). Strings are parsed once per distinct value.
 
 Definitions (docs/metrics.md has the long form): for sample i, alpha_i = predicted nodes with
 their ancestors, beta_i = true nodes with their ancestors (HiClass). Any 0/0 is defined as 0:
 hiclass raises ZeroDivisionError there (a run of missing predictions, a missing prediction
-under macro averaging), everywhere else our numbers equal hiclass.metrics bit for bit.
-"""
+under macro averaging), everywhere else our numbers equal hiclass.metrics bit for bit."""
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from biotalk.ec import LEVELS, InvalidEC, ec_prefixes, normalize_ec
-from biotalk.rng import stream
+from biotalk.ec import LEVELS, InvalidEC, ec_prefixes
 
 ECLike = str | None
 
 
-def _as_object_array(values, name: str, ndim: int) -> np.ndarray:
+def as_object_array(values, name: str, ndim: int) -> np.ndarray:
     """Reject a bare string (the reference code's defect: it was scored character by character)."""
     if isinstance(values, str):
         raise TypeError(f"{name} must be a sequence of EC strings, got a single string {values!r}")
@@ -84,7 +81,7 @@ def encode_ecs(named_arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _encode_truth(y_true) -> np.ndarray:
-    arr = _as_object_array(y_true, "y_true", 1)
+    arr = as_object_array(y_true, "y_true", 1)
     if len(arr) == 0:
         raise ValueError("y_true is empty")
     return arr
@@ -98,7 +95,7 @@ def _check_truth(true: np.ndarray) -> None:
 
 def _encode_pairs(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     true_arr = _encode_truth(y_true)
-    pred_arr = _as_object_array(y_pred, "y_pred", 1)
+    pred_arr = as_object_array(y_pred, "y_pred", 1)
     if len(true_arr) != len(pred_arr):
         raise ValueError(f"y_true has {len(true_arr)} samples but y_pred has {len(pred_arr)}")
     codes = encode_ecs({"y_true": true_arr, "y_pred": pred_arr})
@@ -162,29 +159,126 @@ def level_accuracy(y_true: Sequence[str], y_pred: Sequence[ECLike]) -> list[floa
     return _level_fractions(true == pred, true)
 
 
-def score_predictions(y_true: Sequence[str], y_pred: Sequence[str | None]) -> dict:
+IDENTITY_BINS = ("<30", "30-50", "50-90", ">=90", "no hit")  # identity to training, percent
+IDENTITY_EDGES = (0.3, 0.5, 0.9)
+
+
+def identity_bins(identity: Sequence[float | None]) -> list[str]:
+    """The ``IDENTITY_BINS`` label of each identity to training (a fraction 0..1; None or nan: no hit)."""
+    labels = []
+    for i, x in enumerate(identity):
+        if x is None or x != x:
+            labels.append(IDENTITY_BINS[-1])
+        elif not 0 <= x <= 1:
+            raise ValueError(f"identity[{i}] = {x!r}: expected a fraction in [0, 1], or None for no hit")
+        else:
+            labels.append(IDENTITY_BINS[bisect.bisect_right(IDENTITY_EDGES, x)])
+    return labels
+
+
+def _node_sets(samples: np.ndarray, true: np.ndarray, pred: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+    """|alpha & beta|, |alpha|, |beta| of each of ``n`` samples whose node sets are the unions over their
+    records' columns (``samples``: each record's sample; a node id names a whole prefix)."""
+    width = int(max(true.max(initial=0), pred.max(initial=0))) + 1
+
+    def keys(ids: np.ndarray) -> np.ndarray:
+        rows = np.broadcast_to(samples[:, None], ids.shape)
+        return np.unique(rows[ids >= 0].astype(np.int64) * width + ids[ids >= 0])
+
+    t, p = keys(true), keys(pred)
+    inter = np.intersect1d(t, p, assume_unique=True)
+    return tuple(np.bincount(k // width, minlength=n) for k in (inter, p, t))
+
+
+def _deepest(codes: np.ndarray) -> np.ndarray:
+    """Each EC's deepest node as an (n, 1) column: equal ids are equal normalised ECs (-1: missing)."""
+    depth = (codes >= 0).sum(axis=1)
+    return codes[np.arange(len(codes)), np.maximum(depth - 1, 0)][:, None]
+
+
+def _block(samples: np.ndarray, true: np.ndarray, pred: np.ndarray) -> dict:
+    """The scores of records grouped into samples 0..n-1, in the layout of ``score_predictions``."""
+    n = int(samples.max()) + 1
+    inter, n_pred, n_true = _node_sets(samples, true, pred, n)
+    inter_sum, pred_sum, true_sum = int(inter.sum()), int(n_pred.sum()), int(n_true.sum())
+    hp = inter_sum / pred_sum if pred_sum else 0.0
+    hr = inter_sum / true_sum
+    p, r = _divide(inter, n_pred), _divide(inter, n_true)
+    levels = []
+    for column in range(LEVELS):
+        hit, predicted, defined = _node_sets(samples, true[:, column : column + 1], pred[:, column : column + 1], n)
+        correct = (predicted > 0) & (hit == predicted) & (defined > 0)
+        levels.append(float(correct.sum() / (defined > 0).sum()) if (defined > 0).any() else math.nan)
+    hit, predicted, _ = _node_sets(samples, _deepest(true), _deepest(pred), n)
+    return {
+        "hP": hp, "hR": hr, "hF": 2 * hp * hr / (hp + hr) if hp + hr else 0.0,
+        "macro": {"hP": _sequential_mean(p), "hR": _sequential_mean(r), "hF": _sequential_mean(_divide(2 * p * r, p + r))},
+        "accuracy": float(np.mean((predicted > 0) & (hit == predicted))),
+        "level_accuracy": levels,
+        "coverage": float(np.mean(n_pred > 0)),
+        "n": len(samples),
+    }  # fmt: skip
+
+
+def _first_seen(ids: Sequence) -> np.ndarray:
+    """Integer ids 0..n-1 numbered in order of first appearance."""
+    _, first, inverse = np.unique(np.asarray(ids, dtype=object).astype(str), return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return rank[inverse.ravel()]
+
+
+def _scored(samples: np.ndarray, true: np.ndarray, pred: np.ndarray, identity, genes: bool) -> dict:
+    """``_block`` plus ``n_genes`` (when samples are genes) and, with ``identity``, ``by_identity``: the
+    block of each identity bin (a sample's identity: the highest of its records'; an empty bin: ``n`` 0)."""
+    block = _block(samples, true, pred) | ({"n_genes": int(samples.max()) + 1} if genes else {})
+    if identity is None:
+        return block
+    values = np.array([np.nan if x is None else float(x) for x in identity], dtype=np.float64)
+    if len(values) != len(samples):
+        raise ValueError(f"identity has {len(values)} values but there are {len(samples)} records")
+    best = np.full(int(samples.max()) + 1, np.nan)
+    np.fmax.at(best, samples, values)
+    labels = np.asarray(identity_bins(best.tolist()), dtype=object)[samples]
+    block["by_identity"] = {}
+    for name in IDENTITY_BINS:
+        rows = np.flatnonzero(labels == name)
+        empty = {"n": 0} | ({"n_genes": 0} if genes else {})
+        sub = _scored(_first_seen(samples[rows]), true[rows], pred[rows], None, genes) if len(rows) else empty
+        block["by_identity"][name] = sub
+    return block
+
+
+def score_predictions(y_true: Sequence[str], y_pred: Sequence[ECLike], identity: Sequence[float | None] | None = None) -> dict:
     """THE metric block of one split, the layout every model reports (MLP, baselines, CLIP zero-shot, LLM).
 
     ``hP``/``hR``/``hF``: micro-averaged HiClass scores over EC prefixes (``macro`` holds the per-record
-    means); ``accuracy``: exact full-EC match; ``level_accuracy``: accuracy at EC levels 1-4;
+    means); ``accuracy``: exact EC match; ``level_accuracy``: accuracy at EC levels 1-4;
     ``coverage``: share of records with any prediction (None and blank strings are none); ``n``: records.
+    With ``identity`` (each record's identity to training, ``biotalk.data.identity``), ``by_identity`` holds
+    the same block for each of ``IDENTITY_BINS``.
     """
-    y_true = [normalize_ec(ec) for ec in y_true]
-    y_pred = [None if ec is None or (isinstance(ec, str) and not ec.strip()) else normalize_ec(ec) for ec in y_pred]
-    micro = hierarchical_prf(y_true, y_pred, average="micro")
-    return {
-        **{k: float(v) for k, v in micro.items()},
-        "macro": {k: float(v) for k, v in hierarchical_prf(y_true, y_pred, average="macro").items()},
-        "accuracy": float(np.mean([t == p for t, p in zip(y_true, y_pred, strict=True)])) if y_true else 0.0,
-        "level_accuracy": [float(v) for v in level_accuracy(y_true, y_pred)],
-        "coverage": float(np.mean([p is not None for p in y_pred])) if y_pred else 0.0,
-        "n": len(y_true),
-    }
+    true, pred = _encode_pairs(y_true, y_pred)
+    return _scored(np.arange(len(true)), true, pred, identity, genes=False)
+
+
+def score_genes(gene_ids: Sequence, y_true: Sequence[str], y_pred: Sequence[ECLike],
+                identity: Sequence[float | None] | None = None) -> dict:  # fmt: skip
+    """The metric block with genes as samples: a gene with several EC records is one sample whose true
+    node set is the union of its ECs' prefixes, and whose predicted set the union of its records'
+    predictions (HiClass's multi-label sets). ``accuracy`` and each level of ``level_accuracy``: the
+    gene predicts something and only true nodes; ``coverage``: share of genes with a prediction;
+    ``n``: records, ``n_genes``: genes; ``by_identity`` as in ``score_predictions``.
+    """
+    true, pred = _encode_pairs(y_true, y_pred)
+    if len(gene_ids) != len(true):
+        raise ValueError(f"gene_ids has {len(gene_ids)} values but there are {len(true)} records")
+    return _scored(_first_seen(gene_ids), true, pred, identity, genes=True)
 
 
 def _encode_neighbours(y_true, neighbour_ecs) -> tuple[np.ndarray, np.ndarray]:
     true_arr = _encode_truth(y_true)
-    nb_arr = _as_object_array(neighbour_ecs, "neighbour_ecs", 2)
+    nb_arr = as_object_array(neighbour_ecs, "neighbour_ecs", 2)
     if nb_arr.shape[0] != len(true_arr) or nb_arr.shape[1] == 0:
         raise ValueError(f"neighbour_ecs has shape {nb_arr.shape}, expected ({len(true_arr)}, k >= 1)")
     codes = encode_ecs({"y_true": true_arr, "neighbour_ecs": nb_arr})
@@ -204,69 +298,3 @@ def level_accuracy_at_k(y_true: Sequence[str], neighbour_ecs: Sequence[Sequence[
     """Per level L: fraction of queries with at least one of their k neighbours agreeing down to level L."""
     true, nb = _encode_neighbours(y_true, neighbour_ecs)
     return _level_fractions((true[:, None, :] == nb).any(axis=1), true)
-
-
-@dataclass(frozen=True)
-class SilhouetteResult:
-    """Silhouette score with what it was computed on; score is nan and reason says why when undefined."""
-
-    score: float
-    n_samples: int
-    n_classes: int
-    n_singleton_classes: int
-    reason: str = ""
-
-    def __float__(self) -> float:
-        return self.score
-
-
-def stratified_sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Sorted row indices of a seeded random sample of up to ``per_class`` rows of every label."""
-    perm = stream(seed).permutation(len(labels))
-    order = perm[np.argsort(labels[perm], kind="stable")]
-    sorted_labels = labels[order]
-    starts = np.r_[0, np.flatnonzero(sorted_labels[1:] != sorted_labels[:-1]) + 1]
-    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-    return np.sort(order[rank < per_class])
-
-
-def silhouette(
-    embeddings: np.ndarray,
-    labels: Sequence[str],
-    metric: str = "cosine",
-    per_class: int = 20,
-    seed: int = 0,
-    level: int = 4,
-) -> SilhouetteResult:
-    """scikit-learn silhouette of embeddings grouped by EC (truncated to ``level``) on a stratified sample.
-
-    Classes left with a single sampled row are dropped: sklearn scores such a row 0 by convention,
-    which says nothing about the embedding and pulls the mean towards 0.
-    """
-    if metric not in ("cosine", "euclidean"):
-        raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
-    if not 1 <= level <= LEVELS:
-        raise ValueError(f"level must be 1..{LEVELS}, got {level}")
-    if per_class < 2:
-        raise ValueError(f"per_class must be at least 2, got {per_class}")
-    embeddings = np.asarray(embeddings)
-    arr = _as_object_array(labels, "labels", 1)
-    if embeddings.ndim != 2 or len(embeddings) != len(arr):
-        raise ValueError(f"embeddings of shape {embeddings.shape} do not match {len(arr)} labels")
-    codes = encode_ecs({"labels": arr})["labels"][:, level - 1] if len(arr) else np.zeros(0, np.int32)
-    short = np.flatnonzero(codes < 0)
-    if len(short):
-        raise ValueError(f"labels[{short[0]}] = {arr[short[0]]!r} has no level {level}")
-    rows = stratified_sample(codes, per_class, seed)
-    classes, counts = np.unique(codes[rows], return_counts=True)
-    singletons = classes[counts == 1]
-    rows = rows[~np.isin(codes[rows], singletons)]
-    n_classes = len(classes) - len(singletons)
-    if n_classes < 2:
-        reason = f"{n_classes} class(es) with at least 2 samples; silhouette needs 2"
-        return SilhouetteResult(math.nan, len(rows), n_classes, len(singletons), reason)
-    # imported here: sklearn takes seconds to import, which every script would pay at start
-    from sklearn.metrics import silhouette_score
-
-    score = silhouette_score(embeddings[rows], codes[rows], metric=metric)
-    return SilhouetteResult(float(score), len(rows), n_classes, len(singletons))

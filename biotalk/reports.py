@@ -8,7 +8,10 @@ columns or tables of their own, labelled not comparable, never mixed into ours.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from biotalk.data.schema import BENCHMARKS, TEST_SPLITS
+from biotalk.metrics import IDENTITY_BINS
 
 PAPER_LABEL = "paper (different data, not comparable)"
 PAPER_MODELS = ("LOLBERT", "DNABERT", "Nucleotide Transformer", "FinetunedLOLBERT")
@@ -43,10 +46,47 @@ def fmt(x: float | None) -> str:
     return "n/a" if x is None or x != x else f"{x:.4f}"
 
 
+def count(block: dict) -> str:
+    """Records of a block, and its genes when it was scored per gene (``score_genes``)."""
+    return f"{block['n']} ({block['n_genes']} genes)" if "n_genes" in block else str(block["n"])
+
+
+def identity_cells(block: dict) -> list[str]:
+    """hF and records of each identity bin of a block (``by_identity``); blank without one."""
+    bins = block.get("by_identity")
+    if bins is None:
+        return [""] * len(IDENTITY_BINS)
+    return [f"{fmt(b.get('hF'))} ({b['n']})" for b in (bins[name] for name in IDENTITY_BINS)]
+
+
+def bin_label(name: str) -> str:
+    """'<30' -> '<30 %'; 'no hit' as it is."""
+    return name if name == IDENTITY_BINS[-1] else f"{name} %"
+
+
+IDENTITY_HEAD = [f"hF {bin_label(name)}" for name in IDENTITY_BINS]
+IDENTITY_NOTE = ("hF per bin of identity to the benchmark's training proteins (MMseqs2, 80 % coverage; "
+                 "records per bin in brackets)")
+
+
+def _identity_table(rows: list[dict], labels: list[str], label_cells: Callable[[dict], list[str]]) -> list[str]:
+    """The by-identity companion of a table: one line per row whose block has ``by_identity``."""
+    shown = [r for r in rows if "by_identity" in r]
+    if not shown:
+        return []
+    head = labels + IDENTITY_HEAD
+    return (["", IDENTITY_NOTE + ":", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            + ["| " + " | ".join(label_cells(r) + identity_cells(r)) + " |" for r in shown])
+
+
 def block_line(block: dict) -> str:
     """One metric block (``biotalk.metrics.score_predictions``) as a line of a run's console summary."""
-    return (f"hP {block['hP']:.4f} hR {block['hR']:.4f} hF {block['hF']:.4f} accuracy {block['accuracy']:.4f} "
-            f"coverage {block['coverage']:.3f} (n={block['n']})")
+    line = (f"hP {block['hP']:.4f} hR {block['hR']:.4f} hF {block['hF']:.4f} accuracy {block['accuracy']:.4f} "
+            f"coverage {block['coverage']:.3f} (n={block['n']}" + (f", genes={block['n_genes']})" if "n_genes" in block else ")"))
+    if "by_identity" in block:
+        cells = identity_cells(block)
+        line += "; hF by identity to train: " + ", ".join(f"{bin_label(b)} {c}" for b, c in zip(IDENTITY_BINS, cells, strict=True))
+    return line
 
 
 def _paper_cell(values: tuple[float, float, float]) -> str:
@@ -116,7 +156,9 @@ def table4(rows: list[dict]) -> str:
         seen.add(group)
         lines.append(f"| {r['benchmark']} | {TEST_NAMES[r['split']]} | {r['method']} | "
                      f"{r['encoder'] or ''} | {r['hP']:.4f} | {r['hR']:.4f} | {r['hF']:.4f} | "
-                     f"{r['accuracy']:.4f} | {r['coverage']:.3f} | {r['n']} | {paper} |")
+                     f"{r['accuracy']:.4f} | {r['coverage']:.3f} | {count(r)} | {paper} |")
+    lines += _identity_table(rows, ["benchmark", "test", "method", "encoder"],
+                             lambda r: [r["benchmark"], TEST_NAMES[r["split"]], r["method"], r["encoder"] or ""])
     return "\n".join(lines) + "\n"
 
 
@@ -129,7 +171,8 @@ def table5(cells: list[dict]) -> str:
     for m in cells:
         paper = PAPER_TABLE5.get((m["split"], m["shots"]))
         lines.append(f"| {m['split']} | {m['shots']}-shot | {m['hP']:.4f} / {m['hR']:.4f} / {m['hF']:.4f} "
-                     f"| {m['accuracy']:.4f} | {m['coverage']:.2f} | {m['n']} | {_paper_cell(paper) if paper else ''} |")
+                     f"| {m['accuracy']:.4f} | {m['coverage']:.2f} | {count(m)} | {_paper_cell(paper) if paper else ''} |")
+    lines += _identity_table(cells, ["set", "prompting"], lambda m: [m["split"], f"{m['shots']}-shot"])
     return "\n".join(lines)
 
 
@@ -138,7 +181,11 @@ def clip_summary(metrics: dict) -> str:
     rows = ["| metric | Test-I | Test-II |", "|---|---|---|"]
     for key, label in (("zero_shot", "zero-shot hF (nearest EC)"), ("zero_shot_hierarchical", "zero-shot hF (hierarchical)")):
         if key in metrics:
-            rows.append(f"| {label} | {metrics[key]['test1']['hF']:.4f} | {metrics[key]['test2']['hF']:.4f} |")
+            tests = [metrics[key][t] for t in TEST_SPLITS]
+            rows.append(f"| {label} | {tests[0]['hF']:.4f} | {tests[1]['hF']:.4f} |")
+            if all("by_identity" in b for b in tests):
+                bins = zip(IDENTITY_BINS, *map(identity_cells, tests), strict=True)
+                rows += [f"| {label}, identity to train {bin_label(name)} | {a} | {b} |" for name, a, b in bins]
     knn = metrics.get("knn", {})
     if knn:
         rows.append(f"| shared-space DNA kNN hP, k=1 | {knn['test1']['k=1']:.4f} | {knn['test2']['k=1']:.4f} |")

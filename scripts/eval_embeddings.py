@@ -30,9 +30,10 @@ from biotalk.data.schema import Benchmark, Split
 from biotalk.embeddings import embed_cached, usable_poolings
 from biotalk.io import write_json, write_text
 from biotalk.knn import knn_predict_ecs, knn_search
-from biotalk.metrics import knn_hierarchical_precision, level_accuracy_at_k, silhouette
+from biotalk.metrics import knn_hierarchical_precision, level_accuracy_at_k
 from biotalk.models.encoders import DNAEncoder, load_dna_encoder
 from biotalk.reports import PAPER_LABEL, PAPER_MODELS, PAPER_TABLE2, PAPER_TABLE3, tables23
+from biotalk.silhouette import silhouette
 from biotalk.training import resolve_device
 
 log = logging.getLogger("eval_embeddings")

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from biotalk.baselines import homology_transfer, majority_class, nearest_neighbour_transfer, translate_cds
+from biotalk.baselines import homology_transfer, majority_class, nearest_neighbour_transfer
 from biotalk.cli import run
 from biotalk.config import to_dict
 from biotalk.data import load_benchmark
+from biotalk.data.identity import proteins
 from biotalk.data.schema import TEST_SPLITS, Benchmark
 from biotalk.embeddings import embed_cached, usable_poolings
 from biotalk.hierarchy import decode_hierarchical
@@ -53,11 +54,6 @@ class Table4Config:
     mlp: MLPConfig = field(default_factory=MLPConfig)
     homology: HomologyConfig = field(default_factory=HomologyConfig)
     out: Path = Path("runs/table4/mini")
-
-
-def proteins(ds) -> list[str]:
-    """The translated CDS: the builder's ``Protein`` column, else (published files) a bacterial-code translation."""
-    return [p if p else translate_cds(dna) for p, dna in zip(ds["Protein"], ds["Sequence"], strict=True)]
 
 
 def baseline_rows(splits, cfg: Table4Config) -> list[dict]:

@@ -14,9 +14,10 @@ from fixtures.scripts import load_script
 
 from biotalk.config import load_config
 from biotalk.data import load_benchmark
+from biotalk.data.identity import gene_ids
 from biotalk.ec import LabelMap
 from biotalk.hierarchy import decode_hierarchical, tradeoff
-from biotalk.metrics import score_predictions
+from biotalk.metrics import score_genes, score_predictions
 from biotalk.models.classifier import ECClassifier, MLPConfig, fit_classifier, predict_proba
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +138,8 @@ def test_train_classifier_end_to_end_is_seeded_aligned_and_well_formed(mini_benc
     metrics = json.loads((first / "metrics.json").read_text())
     assert set(metrics) == {"test1", "test2"}
     for block in metrics.values():
-        assert set(block) == {"hP", "hR", "hF", "macro", "accuracy", "level_accuracy", "coverage", "n"}
+        assert set(block) == {"hP", "hR", "hF", "macro", "accuracy", "level_accuracy", "coverage", "n", "n_genes",
+                              "by_identity"}
         assert set(block["macro"]) == {"hP", "hR", "hF"} and len(block["level_accuracy"]) == 4
         assert all(0.0 <= block[k] <= 1.0 for k in ("hP", "hR", "hF", "accuracy", "coverage"))
     splits = load_benchmark(mini_benchmark, "III")
@@ -153,8 +155,8 @@ def test_train_classifier_end_to_end_is_seeded_aligned_and_well_formed(mini_benc
     test1 = table.filter(pl.col("split") == "test1")
     assert test1["id"].to_list() == list(splits["test1"]["RecordId"])
     assert set(test1["predicted_ec"]) <= set(model.labels)  # tau = 0: full training classes only
-    accuracy = (test1["true_ec"] == test1["predicted_ec"]).mean()
-    assert accuracy == pytest.approx(metrics["test1"]["accuracy"])
+    per_gene = score_genes(gene_ids(splits["test1"]), test1["true_ec"].to_list(), test1["predicted_ec"].to_list())
+    assert per_gene["accuracy"] == pytest.approx(metrics["test1"]["accuracy"])
 
     curves = json.loads((first / "tradeoff.json").read_text())
     assert [r["tau"] for r in curves["test1"]] == yaml.safe_load(CONFIG.read_text())["tau_grid"]

@@ -35,6 +35,7 @@ SANDBOX = {
     "scripts/finetune_lolbert.py": ["--config", "configs/lolbert/finetune_mini.yaml", "out={tmp}/out"],
     "scripts/demo.py": ["benchmark_out={tmp}/bench", "clip_out={tmp}/clip"],
     "scripts/reproduce.py": ["out={tmp}/out", "benchmark={tmp}/bench"],
+    "scripts/audit_benchmark.py": ["out={tmp}/report.json"],
 }
 
 # (entry point, overrides after the sandbox, what the error line must contain)
@@ -58,7 +59,7 @@ CASES = [
     ("scripts/retrieve.py", ["query=catalase", f"model={MISSING}"], MISSING),
     ("scripts/retrieve.py", ["query=catalase", "k=five"], "k: expected an integer, got 'five'"),
     ("scripts/embed.py", [f"encoder={MISSING}"], MISSING),
-    ("scripts/embed.py", ["split=tset1"], "split: expected one of train, valid, test1, test2, got 'tset1'"),
+    ("scripts/embed.py", ["split=tset1"], "split: expected one of train, valid, test1, test2, valid2, got 'tset1'"),
     ("scripts/embed.py", ["encoder=kmer:6", f"data={MISSING}"], BUILD_HINT),
     ("scripts/embed.py", ["truncate=sometimes"], "truncate: expected true or false, got 'sometimes'"),
     ("scripts/eval_embeddings.py", ["metric=l1"], "metric: expected one of cosine, l2, got 'l1'"),
@@ -74,6 +75,8 @@ CASES = [
     ("scripts/demo.py", ["pretrain_step=10"], "pretrain_step: unknown key; did you mean pretrain_steps?"),
     ("scripts/reproduce.py", ["steps=[table9]"], "steps[0]: expected one of table1"),
     ("scripts/reproduce.py", ["pretrain=false", f"shipped_lolbert={MISSING}"], MISSING),
+    ("scripts/audit_benchmark.py", [MISSING], BUILD_HINT),
+    ("scripts/audit_benchmark.py", [MINI, "identity=0.7"], "identity: expected one of 0.5, 0.9, 1.0 or null, got '0.7'"),
 ]
 
 

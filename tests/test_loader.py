@@ -18,11 +18,12 @@ def test_round_trip_of_our_build(mini_benchmark: Path) -> None:
     stats = json.loads((mini_benchmark / "stats.json").read_text())
     for bench in ("I", "II", "III", "IV"):
         data = load_benchmark(mini_benchmark, bench)
-        assert list(data) == ["train", "valid", "test1", "test2"]
+        assert list(data) == ["train", "valid", "test1", "test2", "valid2"]  # valid2: a strict build
         assert all(data[s].column_names == COLUMNS for s in data)
         assert len({repr(data[s].features) for s in data}) == 1  # one schema for every split
         assert data["train"].num_rows == stats[f"Benchmark-{bench}"]["Train"]["records"]
         assert data["test2"].num_rows == stats["Test"]["test2"]["records"]
+        assert data["valid2"].num_rows == stats["Test"]["valid2"]["records"]
     data = load_benchmark(mini_benchmark, "Benchmark-IV")
     parquet = pl.read_parquet(mini_benchmark / "Benchmark-IV" / "Train.parquet")
     assert data["train"].to_polars().equals(parquet)
@@ -57,6 +58,7 @@ def test_published_layout(mini_benchmark: Path, tmp_path: Path) -> None:
         assert b["RecordId"].equals(a["RecordId"])
         assert (b["TemplateId"] == -1).all() and b["Protein"].is_null().all()
         assert not b["DescriptionMasked"].str.contains(r"\d+\.\d+\.\d+\.n?\d+").any()
+    assert list(theirs) == ["train", "valid", "test1", "test2"]  # no valid2 in the published layout
     bench_i = load_benchmark(tmp_path, "I")["train"].to_polars()
     assert set(bench_i["DBtype"]) == {"SwissProt", "Unreviewed"}
     # Published balanced sets repeat rows without a flag: repeats are marked on load.

@@ -7,7 +7,6 @@ from hiclass import metrics as hm
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import silhouette_score
 
 from biotalk.ec import InvalidEC, ec_prefixes
 from biotalk.metrics import (
@@ -15,9 +14,8 @@ from biotalk.metrics import (
     knn_hierarchical_precision,
     level_accuracy,
     level_accuracy_at_k,
+    score_genes,
     score_predictions,
-    silhouette,
-    stratified_sample,
 )
 
 # A small alphabet per level so that random pairs share prefixes often.
@@ -241,48 +239,51 @@ def test_metric_block_counts_missing_and_blank_predictions_as_no_prediction():
     assert block["macro"] == hierarchical_prf(y_true, y_pred, "macro")
 
 
-def clustered(n_classes, per_class, dim=16, seed=0, spread=0.05):
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((n_classes, dim))
-    labels = np.repeat([f"1.{i // 3 + 1}.{i % 3 + 1}.1" for i in range(n_classes)], per_class)
-    x = np.repeat(centres, per_class, axis=0) + spread * rng.standard_normal((n_classes * per_class, dim))
-    return x, labels
+def hiclass_gene_rows(groups):
+    """hiclass multi-label input: per gene, one row of prefix nodes per label, padded to a common shape."""
+    width = max(len(g) for g in groups)
+    return [hiclass_rows(g) + [[""] * 4] * (width - len(g)) for g in groups]
 
 
-def test_silhouette_equals_sklearn_when_nothing_is_sampled_away():
-    x, labels = clustered(6, 8, spread=1.0)
-    for metric in ("cosine", "euclidean"):
-        result = silhouette(x, labels, metric=metric, per_class=50)
-        assert result.score == pytest.approx(silhouette_score(x, labels, metric=metric), rel=1e-9)
-        assert (result.n_samples, result.n_classes, result.n_singleton_classes) == (48, 6, 0)
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.tuples(ecs(min_depth=4), st.one_of(ecs(), ecs(min_depth=4))), min_size=1, max_size=3),
+                min_size=1, max_size=12))
+def test_gene_block_equals_hiclass_multilabel(genes):
+    """A gene's true set is the union of its ECs' prefixes, its predicted set the union of its predictions:
+    hiclass's 3-D (multi-label) metrics, bit for bit."""
+    gene_ids = [f"g{i}" for i, rows in enumerate(genes) for _ in rows]
+    y_true = [t for rows in genes for t, _ in rows]
+    y_pred = [p for rows in genes for _, p in rows]
+    block = score_genes(gene_ids, y_true, y_pred)
+    t = hiclass_gene_rows([[t for t, _ in rows] for rows in genes])
+    p = hiclass_gene_rows([[p for _, p in rows] for rows in genes])
+    for average, got in (("micro", block), ("macro", block["macro"])):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            expected = {"hP": hm.precision(t, p, average), "hR": hm.recall(t, p, average), "hF": hm.f1(t, p, average)}
+        assert {k: got[k] for k in ("hP", "hR", "hF")} == pytest.approx(expected, rel=1e-12)
+    assert (block["n"], block["n_genes"]) == (len(y_true), len(genes))
 
 
-def test_silhouette_separated_clusters_score_high_and_sampling_is_seeded():
-    x, labels = clustered(6, 40)
-    a, b = silhouette(x, labels, seed=1), silhouette(x, labels, seed=1)
-    assert a == b and a.score > 0.9 and a.n_samples == 6 * 20
-    shuffled = silhouette(x, labels[np.random.default_rng(0).permutation(len(labels))])
-    assert shuffled.score < 0.1
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(TRUTH, PREDICTION), min_size=1, max_size=30))
+def test_one_record_per_gene_is_the_record_block(pairs):
+    y_true, y_pred = map(list, zip(*pairs, strict=True))
+    genes = score_genes([str(i) for i in range(len(pairs))], y_true, y_pred)
+    assert genes == {**score_predictions(y_true, y_pred), "n_genes": len(pairs)}
 
 
-def test_silhouette_drops_singletons_and_truncates_levels():
-    x, labels = clustered(6, 5)
-    base = silhouette(x, labels)
-    lone = silhouette(np.vstack([x, np.full((1, x.shape[1]), 9.0)]), np.append(labels, "6.6.6.6"))
-    assert lone.score == pytest.approx(base.score) and lone.n_singleton_classes == 1
-    level2 = silhouette(x, labels, level=2)  # classes 1.1, 1.2: three fine classes each
-    assert level2.n_classes == 2 and level2.score < base.score
-    nan = silhouette(x[:5], labels[:5])
-    assert math.isnan(nan.score) and "needs 2" in nan.reason and math.isnan(float(nan))
-    with pytest.raises(ValueError, match="no level 4"):
-        silhouette(x[:2], ["1.2.-.-", "1.2.3.4"])
-
-
-@given(st.lists(st.integers(0, 5), min_size=1, max_size=60), st.integers(1, 6), st.integers(0, 3))
-def test_stratified_sample_takes_min_of_class_size_and_quota(labels, per_class, seed):
-    labels = np.array(labels)
-    rows = stratified_sample(labels, per_class, seed)
-    assert len(set(rows.tolist())) == len(rows)
-    for value in np.unique(labels):
-        assert (labels[rows] == value).sum() == min(per_class, (labels == value).sum())
-    assert np.array_equal(rows, stratified_sample(labels, per_class, seed))
+def test_gene_accuracy_and_levels_by_hand():
+    """Gene a (1.2.3.4 and 1.2.3.5) predicted 1.2.3.4 is right; gene b (2.1.1.1) predicted 2.1.-.- is right to
+    level 2; gene c (3.1.1.1) predicted 3.1.1.1 on one record and 3.2.1.1 on its other (4.1.1.1) is wrong:
+    a gene counts as right only when every node it predicts is a true one."""
+    ids = ["a", "a", "b", "c", "c"]
+    true = ["1.2.3.4", "1.2.3.5", "2.1.1.1", "3.1.1.1", "4.1.1.1"]
+    pred = ["1.2.3.4", "1.2.3.4", "2.1.-.-", "3.1.1.1", "3.2.1.1"]
+    block = score_genes(ids, true, pred)
+    assert (block["n"], block["n_genes"], block["accuracy"], block["coverage"]) == (5, 3, 1 / 3, 1.0)
+    assert block["level_accuracy"] == [1.0, 2 / 3, 1 / 3, 1 / 3]
+    # nodes: a 4 of 5 true, 4 predicted; b 2 of 4, 2 predicted; c {3, 3.1, 3.1.1, 3.1.1.1} of 8 true, 7 predicted
+    assert (block["hP"], block["hR"]) == (10 / 13, 10 / 17)
+    records = score_predictions(true, pred)  # per record, gene a's second record is a miss
+    assert records["accuracy"] == 2 / 5 and "n_genes" not in records

@@ -1,6 +1,6 @@
 """Every markdown table comes from biotalk.reports, fed with the payloads the entry points save."""
 
-from biotalk.metrics import score_predictions
+from biotalk.metrics import score_genes, score_predictions
 from biotalk.reports import PAPER_LABEL, block_line, clip_summary, table1, table4, table5, tables23
 
 
@@ -59,3 +59,26 @@ def test_tables23_show_ours_then_the_papers_for_the_chosen_benchmarks():
     assert "- `x`: missing" in text
     assert "| III | 1 | 0.1332 | 0.1168 | 0.1553 | 0.3329 |" in text and "| III | 0.2623 |" in text
     assert "| I | 1 |" not in text  # only the benchmarks evaluated
+
+
+GENES = score_genes(["a", "a", "b", "c"], ["1.2.3.4", "1.2.3.5", "2.7.7.7", "3.1.1.1"],
+                    ["1.2.3.4", "1.2.3.4", None, "3.1.1.2"], identity=[0.95, 0.95, None, 0.4])
+
+
+def test_by_identity_bins_are_shown_by_every_table_and_the_console_line():
+    assert block_line(GENES) == (
+        "hP 0.8750 hR 0.5385 hF 0.6667 accuracy 0.3333 coverage 0.667 (n=4, genes=3); hF by identity to train: "
+        "<30 % n/a (0), 30-50 % 0.7500 (1), 50-90 % n/a (0), >=90 % 0.8889 (2), no hit 0.0000 (1)")
+    rows = [{"benchmark": "III", "split": "test1", "method": "MLP", "encoder": "kmer:6", **GENES},
+            {"benchmark": "III", "split": "test1", "method": "majority", "encoder": None, **BLOCK}]
+    text = table4(rows).splitlines()
+    assert text[2].endswith("| 0.667 | 4 (3 genes) | 0.3097 / 0.0774 / 0.1239 |")
+    assert text[7] == "| benchmark | test | method | encoder | hF <30 % | hF 30-50 % | hF 50-90 % | hF >=90 % | hF no hit |"
+    assert text[9] == "| III | Test-I | MLP | kmer:6 | n/a (0) | 0.7500 (1) | n/a (0) | 0.8889 (2) | 0.0000 (1) |"
+    assert len(text) == 10  # the block without by_identity has no identity row
+    cells = table5([{"split": "test1", "shots": 0, **GENES, "partial": 0.0}]).splitlines()
+    assert cells[-1] == "| test1 | 0-shot | n/a (0) | 0.7500 (1) | n/a (0) | 0.8889 (2) | 0.0000 (1) |"
+    summary = clip_summary({"zero_shot_hierarchical": {"test1": GENES, "test2": GENES}})
+    assert "| zero-shot hF (hierarchical), identity to train >=90 % | 0.8889 (2) | 0.8889 (2) |" in summary
+    assert "identity" not in table4(rows[1:]) and "identity" not in clip_summary({"zero_shot": {"test1": BLOCK,
+                                                                                                 "test2": BLOCK}})

@@ -12,7 +12,8 @@ from fixtures.data import ROOT
 from biotalk.data.balance import balance, median_target
 from biotalk.data.cluster import cluster_proteins
 from biotalk.data.genbank import read_genbank_dir
-from biotalk.data.split import assign_splits, split_benchmarks, with_dna_key
+from biotalk.data.split import PAPER, SplitRules, assign_splits, split_benchmarks, with_dna_key
+from biotalk.data.valid2 import choose_valid2
 
 
 def _rows(ec: str, n50: int, per50: int = 1, n90: int = 1, prefix: str = "") -> list[dict]:
@@ -27,8 +28,8 @@ def _rows(ec: str, n50: int, per50: int = 1, n90: int = 1, prefix: str = "") -> 
     return rows
 
 
-def _split(rows: list[dict], seed: int = 0, with_test: bool = True) -> pl.DataFrame:
-    return assign_splits(with_dna_key(pl.DataFrame(rows)), np.random.default_rng(seed), with_test)
+def _split(rows: list[dict], seed: int = 0, with_test: bool = True, rules: SplitRules = PAPER) -> pl.DataFrame:
+    return assign_splits(with_dna_key(pl.DataFrame(rows)), np.random.default_rng(seed), with_test, rules)
 
 
 def _units_per_split(df: pl.DataFrame, level: str) -> dict[str, int]:
@@ -117,10 +118,11 @@ def check_guarantees(curated: pl.DataFrame, full: pl.DataFrame) -> None:
     assert set(curated["DBtype"]) <= {"SwissProt"}
 
 
+@pytest.mark.parametrize("rules", [SplitRules(), PAPER], ids=["strict", "paper"])
 @pytest.mark.parametrize("seed", range(6))
-def test_split_benchmarks_guarantees_on_random_tables(seed: int) -> None:
+def test_split_benchmarks_guarantees_on_random_tables(seed: int, rules: SplitRules) -> None:
     df = _random_table(seed)
-    result = split_benchmarks(df, seed)
+    result = split_benchmarks(df, seed, rules)
     check_guarantees(result.curated, result.full)
     # Nothing vanishes: every record is placed or listed as removed (a row can be removed from
     # Benchmark III and still sit in Benchmark I).
@@ -154,6 +156,64 @@ def test_curated_only_and_multi_ec_rules() -> None:
     assert "c|3.3.3.3" not in cur and "c|3.3.3.3" in set(result.removed["RecordId"])
     assert "d|3.2.2.2" not in set(result.full["RecordId"])  # a Test-II EC is in no training set
     check_guarantees(result.curated, result.full)
+
+
+def test_strict_never_falls_back_below_its_level() -> None:
+    rows = _rows("7.1.1.1", 1, n90=3) + _rows("7.2.2.2", 2)  # one UniRef50 cluster; two
+    paper, strict = _split(rows), _split(rows, rules=SplitRules())
+    assert sorted(paper.filter(pl.col("EC") == "7.1.1.1")["Split"]) == ["test", "train", "valid"]  # by UniRef90
+    assert strict.filter(pl.col("EC") == "7.1.1.1")["Split"].to_list() == ["train"] * 3  # cannot be tested
+    assert sorted(strict.filter(pl.col("EC") == "7.2.2.2")["Split"]) == ["test", "train"]
+    assert set(strict["SplitLevel"]) == {"UniRef50"}
+    at_90 = _split(rows, rules=SplitRules(level="UniRef90"))
+    assert sorted(at_90.filter(pl.col("EC") == "7.1.1.1")["Split"]) == ["test", "train", "valid"]
+
+
+def _curated_and_copies(rows: list[dict]) -> pl.DataFrame:
+    """Curated rows plus a non-curated copy of each in the same clusters (another genome's gene)."""
+    df = pl.DataFrame(rows).with_columns(pl.lit("SwissProt").alias("DBtype"))
+    copies = df.with_columns(("u" + pl.col(c)).alias(c) for c in ("RecordId", "Sequence")).with_columns(
+        pl.lit("Unreviewed").alias("DBtype"))
+    df = pl.concat([df, copies])
+    return df.with_columns(pl.col("RecordId").alias("EmblCdsId"), ("P" + pl.col("RecordId")).alias("Protein"))
+
+
+def test_strict_split_benchmarks_holds_out_clusters_and_search_pairs() -> None:
+    df = _curated_and_copies(_rows("7.1.1.1", 1, n90=3) + _rows("7.2.2.2", 6) + _rows("7.3.3.3", 4))
+    far = _curated_and_copies(_rows("7.4.4.4", 1)).filter(pl.col("DBtype") == "Unreviewed")  # its own cluster
+    df = pl.concat([df, far])
+    near = pl.DataFrame({"Protein": df.filter(pl.col("EC") == "7.2.2.2")["Protein"], "Near": far["Protein"][0]})
+    result = split_benchmarks(df, 0, SplitRules(near=near))
+    assert result.untested == ["7.1.1.1"]
+    tests = result.curated.filter(pl.col("Split").is_in(["test1", "test2"]))
+    assert set(tests["EC"]) == {"7.2.2.2", "7.3.3.3"}
+    training = pl.concat([result.curated.filter(pl.col("Split").is_in(["train", "valid"])), result.full])
+    assert not set(tests["UniRef50"]) & set(training["UniRef50"])  # the non-curated copies left too
+    assert far["Protein"][0] not in set(training["Protein"])  # near a test protein by the search
+    reasons = dict(result.removed.select("RecordId", "Reason").iter_rows())
+    assert reasons[far["RecordId"][0]] == "near a test protein (MMseqs2 search)"
+    assert any(r.startswith("in the UniRef50 split cluster") for r in reasons.values())
+    for table in (result.curated, result.full):
+        valid = set(table.filter(pl.col("Split") == "valid")["UniRef50"])
+        assert not valid & set(table.filter(pl.col("Split") == "train")["UniRef50"])
+
+
+def test_valid2_takes_whole_groups_of_test2_ecs() -> None:
+    rows = []
+    for i, (ec, c50) in enumerate([("8.1.1.1", "a"), ("8.1.1.2", "a"), ("8.2.2.2", "b"), ("8.3.3.3", "c"),
+                                   ("8.4.4.4", "d"), ("8.5.5.5", "t"), ("8.6.6.6", "t")]):  # fmt: skip
+        rows.append({"EC": ec, "UniRef50": c50, "DnaKey": i, "Protein": f"P{i}", "Split": "test2"})
+    rows.append({"EC": "9.9.9.9", "UniRef50": "t", "DnaKey": 99, "Protein": "P99", "Split": "test1"})
+    curated = pl.DataFrame(rows)
+    near = pl.DataFrame({"Protein": ["P3"], "Near": ["P4"]})  # 8.3.3.3 and 8.4.4.4: one group by the search
+    for seed in range(10):
+        out = choose_valid2(curated, 0.5, near, np.random.default_rng(seed))
+        valid2 = set(out.filter(pl.col("Split") == "valid2")["EC"])
+        assert 1 <= len(valid2) <= 4
+        assert not valid2 & {"8.5.5.5", "8.6.6.6"}  # linked to a Test-I record
+        for group in ({"8.1.1.1", "8.1.1.2"}, {"8.3.3.3", "8.4.4.4"}):
+            assert group <= valid2 or not group & valid2
+    assert choose_valid2(curated, 0.0, near, np.random.default_rng(0)).equals(curated)
 
 
 def test_balance_exact_targets_and_cluster_diversity() -> None:

@@ -1,8 +1,9 @@
 """Build the BioTalk benchmarks (I-IV, Test-I, Test-II) from GenBank genomes and ExPASy ENZYME.
 
-Pipeline: read records -> resolve transferred ECs -> MMseqs2 UniRef-like clusters -> descriptions
--> paper splits with leakage guarantees -> cluster-aware balancing -> parquet files, Table 1,
-rejects, dataset card. Everything is written into a temporary folder that replaces ``out`` only at
+Pipeline: read records -> resolve transferred ECs (one label space: every label an active ENZYME EC)
+-> MMseqs2 UniRef-like clusters -> descriptions -> splits (strict identity rule, or the paper's) with
+leakage guarantees -> cluster-aware balancing -> parquet files, Table 1, rejects, dataset card.
+Everything is written into a temporary folder that replaces ``out`` only at
 the end, so a failed build leaves no partial output. One seed gives byte-identical files.
 """
 
@@ -11,8 +12,9 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 from tqdm import tqdm
@@ -20,22 +22,25 @@ from tqdm import tqdm
 from biotalk.config import to_dict
 from biotalk.data.balance import balance, median_target
 from biotalk.data.card import dataset_card
-from biotalk.data.cluster import cluster_proteins
+from biotalk.data.cluster import LEVEL_COLUMNS, cluster_proteins
 from biotalk.data.describe import describe_records
 from biotalk.data.enzyme import EnzymeDB, load_enzyme
 from biotalk.data.errors import InputError
 from biotalk.data.fragments import tile_fragments
 from biotalk.data.genbank import Reject, genbank_files, read_genbank_dir
+from biotalk.data.identity import write_identity
+from biotalk.data.near import near_proteins
 from biotalk.data.schema import (
     BUILD_JSON,
     COLUMNS,
     SPLIT_KEYS,
     SPLITS,
+    ZERO_SHOT_VALID,
     benchmark_name,
     enzyme_record,
     split_key,
 )
-from biotalk.data.split import split_benchmarks
+from biotalk.data.split import CURATED, PAPER, SplitResult, SplitRules, split_benchmarks
 from biotalk.io import atomic_dir
 from biotalk.reports import table1
 from biotalk.rng import stream
@@ -62,7 +67,12 @@ class BuildConfig:
     coverage: float = 0.8
     threads: int = 2
     fragments: bool = False  # also write read-length fragments of every split under Fragments/
-    cache_dir: str | None = "cache/clusters"  # None: always recluster
+    cache_dir: str | None = "cache/clusters"  # None: always recluster (and search again)
+    # strict: no Test-I/Test-II record shares a cluster at test_identity with, or is that identical by an MMseqs2
+    # search to, any Train/Valid record; paper: the paper's fallback to finer split units (leaky, labelled so).
+    split_rules: Literal["strict", "paper"] = "strict"
+    test_identity: Literal[0.5, 0.9, 1.0] = 0.5
+    valid2_share: float = 0.2  # strict: share of the Test-II ECs held out as valid2 (zero-shot validation)
 
 
 def enzyme_inputs(cfg: BuildConfig) -> tuple[Path, list[Path]]:
@@ -74,8 +84,9 @@ def enzyme_inputs(cfg: BuildConfig) -> tuple[Path, list[Path]]:
 
 
 def resolve_ecs(df: pl.DataFrame, db: EnzymeDB) -> tuple[pl.DataFrame, list[Reject]]:
-    """Relabel transferred ECs with their current EC; reject deleted or ambiguous (split) ones and
-    a row that becomes a second copy of the same (CDS, EC)."""
+    """Relabel transferred ECs with their current EC; reject deleted or ambiguous (split) ones, ECs the
+    release does not know (newer than it: no zero-shot candidate could name them), and a row that
+    becomes a second copy of the same (CDS, EC). Every label left is an active EC of ``db``."""
     current = {ec: db.resolve(ec) for ec in df["EC"].unique().to_list()}
     df = df.with_columns(pl.col("EC").replace_strict(current, return_dtype=pl.Utf8).alias("_new"))
     gone = df.filter(pl.col("_new").is_null())
@@ -83,7 +94,12 @@ def resolve_ecs(df: pl.DataFrame, db: EnzymeDB) -> tuple[pl.DataFrame, list[Reje
         Reject(src, rid, f"EC not current in ENZYME: {ec} was deleted or split into {db.successors(ec)}")
         for src, rid, ec in gone.select("SourceFile", "RecordId", "EC").iter_rows()
     ]
-    df = df.filter(pl.col("_new").is_not_null()).with_columns(
+    unknown = pl.col("_new").is_not_null() & ~pl.col("_new").is_in(list(db.entries))
+    rejects += [
+        Reject(src, rid, f"EC unknown to the ENZYME release: {ec} is not in it (newer than the release?)")
+        for src, rid, ec in df.filter(unknown).select("SourceFile", "RecordId", "EC").iter_rows()
+    ]
+    df = df.filter(pl.col("_new").is_not_null() & ~unknown).with_columns(
         pl.col("_new").alias("EC"), (pl.col("EmblCdsId") + "|" + pl.col("_new")).alias("RecordId")
     )
     first = pl.col("RecordId").is_first_distinct()
@@ -100,14 +116,28 @@ def _table(df: pl.DataFrame) -> pl.DataFrame:
     return df.select(COLUMNS).sort("EC", "RecordId", "IsDuplicate")
 
 
-def assemble(records: pl.DataFrame, cfg: BuildConfig) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, dict[str, int]]:
-    """Split and balance described, clustered records into ``{"Benchmark-I/Train": df, ..., "Test/test1": df}``.
+def split_rules(records: pl.DataFrame, cfg: BuildConfig) -> SplitRules:
+    """The split rules of a build; strict ones carry the MMseqs2 search of curated proteins (the only
+    possible test records) against every protein at ``test_identity`` over ``coverage`` of both."""
+    if cfg.split_rules == "paper":
+        return PAPER
+    curated = records.filter(pl.col("DBtype") == CURATED)["Protein"].to_list()
+    near = near_proteins(curated, records["Protein"].to_list(), float(cfg.test_identity), cfg.coverage,
+                         cfg.threads, cfg.cache_dir)  # fmt: skip
+    return SplitRules(level=LEVEL_COLUMNS[float(cfg.test_identity)], near=near, valid2_share=cfg.valid2_share)
 
-    Returns (splits, removed rows, balance targets).
+
+def assemble(records: pl.DataFrame, cfg: BuildConfig) -> tuple[dict[str, pl.DataFrame], SplitResult, dict[str, int]]:
+    """Split and balance described, clustered records into ``{"Benchmark-I/Train": df, ..., "Test/test1": df}``
+    (``Test/valid2`` under strict rules).
+
+    Returns (splits, the split result: removed rows and untested ECs, balance targets).
     """
-    result = split_benchmarks(records, cfg.seed)
+    result = split_benchmarks(records, cfg.seed, split_rules(records, cfg))
     out = {split_key("I", s): result.full.filter(pl.col("Split") == s) for s in ("train", "valid")}
     out |= {split_key("III", s): result.curated.filter(pl.col("Split") == s) for s in SPLITS}
+    if cfg.split_rules == "paper" or cfg.valid2_share <= 0:  # no valid2 split
+        del out[split_key("III", ZERO_SHOT_VALID)]
     for name, df in out.items():
         if df.is_empty():
             raise InputError(f"empty result: {name} has no records (input {cfg.raw_dir})")
@@ -118,7 +148,7 @@ def assemble(records: pl.DataFrame, cfg: BuildConfig) -> tuple[dict[str, pl.Data
         rng = stream(cfg.seed, BALANCE_STREAM[balanced])
         for split in ("train", "valid"):
             out[split_key(balanced, split)] = balance(out[split_key(source, split)], targets[bench], rng)
-    return {name: _table(out[name]) for name in SPLIT_KEYS}, result.removed, targets
+    return {name: _table(out[name]) for name in SPLIT_KEYS if name in out}, result, targets
 
 
 def split_stats(splits: dict[str, pl.DataFrame]) -> dict[str, dict[str, dict[str, int]]]:
@@ -143,8 +173,9 @@ def fragment_table(df: pl.DataFrame, seed: int, cache: dict[str, list]) -> pl.Da
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
-def _write(out: Path, cfg: BuildConfig, splits: dict[str, pl.DataFrame], removed: pl.DataFrame,
-           rejects: list[Reject], targets: dict[str, int], inputs: list[Path], enzyme: dict) -> dict:  # fmt: skip
+def _write(out: Path, cfg: BuildConfig, splits: dict[str, pl.DataFrame], result: SplitResult,
+           rejects: list[Reject], targets: dict[str, int], inputs: list[Path], enzyme: dict,
+           paper_stats: dict | None) -> dict:  # fmt: skip
     for name, df in tqdm(splits.items(), desc="write", leave=False):
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         df.write_parquet(out / f"{name}.parquet")
@@ -154,15 +185,17 @@ def _write(out: Path, cfg: BuildConfig, splits: dict[str, pl.DataFrame], removed
         [(r.source, r.record, r.reason) for r in rejects], schema=["source", "record", "reason"], orient="row"
     )
     rejects_df.write_csv(out / "rejects.tsv", separator="\t")
-    removed.write_csv(out / "removed.tsv", separator="\t")
+    result.removed.write_csv(out / "removed.tsv", separator="\t")
     config = {k: v for k, v in to_dict(cfg).items() if k != "out"}  # the output folder may move; bytes must not
+    strict = cfg.split_rules == "strict"
     build = {"config": config, "enzyme": enzyme, "balance_targets": targets, "rejects": len(rejects),
-             "removed": removed.height}
+             "removed": result.removed.height, "split_rules": cfg.split_rules,
+             "test_identity": float(cfg.test_identity) if strict else None, "untested_ecs": len(result.untested)}
     (out / BUILD_JSON).write_text(json.dumps(build, indent=2, sort_keys=True) + "\n")
     sources = Path(cfg.raw_dir) / "SOURCES.md"
     if sources.is_file():
         shutil.copyfile(sources, out / "SOURCES.md")
-    (out / "README.md").write_text(dataset_card(cfg, stats, targets, removed, rejects, inputs))
+    (out / "README.md").write_text(dataset_card(cfg, stats, targets, result, rejects, inputs, paper_stats))
     if cfg.fragments:
         cache: dict[str, list] = {}
         for name, df in tqdm(splits.items(), desc="fragments", leave=False):
@@ -179,6 +212,8 @@ def build_benchmarks(cfg: BuildConfig) -> Path:
     for path in (enzyme_dat, *enzclass):
         if not path.is_file():
             raise InputError(f"ENZYME file not found: {path} (enzyme_dat/enzclass, relative to raw_dir={cfg.raw_dir})")
+    if cfg.split_rules == "strict" and float(cfg.test_identity) not in map(float, cfg.identities):
+        raise InputError(f"test_identity {cfg.test_identity} is not one of the clustered identities {cfg.identities}")
     with tqdm(total=6, desc="build", unit="step") as steps:  # closed before an error reaches the caller
         steps.set_postfix_str("ENZYME")
         db = load_enzyme(enzyme_dat, enzclass)
@@ -199,11 +234,15 @@ def build_benchmarks(cfg: BuildConfig) -> Path:
         records = describe_records(records, db, cfg.seed)
         steps.update()
         steps.set_postfix_str("splits")
-        splits, removed, targets = assemble(records, cfg)
+        splits, result, targets = assemble(records, cfg)
+        # Table 1 by the paper's rules beside the strict one, for the card (those splits are not written).
+        paper_stats = split_stats(assemble(records, replace(cfg, split_rules="paper"))[0]) if cfg.split_rules == "strict" else None
         steps.update()
         steps.set_postfix_str("write")
         with atomic_dir(cfg.out) as tmp:
-            stats = _write(tmp, cfg, splits, removed, rejects, targets, inputs, enzyme_record(enzyme_dat, enzclass))
+            stats = _write(tmp, cfg, splits, result, rejects, targets, inputs, enzyme_record(enzyme_dat, enzclass),
+                           paper_stats)  # fmt: skip
+            write_identity(tmp, splits, cfg.threads, cfg.cache_dir)
         steps.update()
     print(table1(stats))
     return Path(cfg.out)

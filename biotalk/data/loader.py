@@ -1,6 +1,7 @@
 """Load a BioTalk benchmark, ours or the published one, as a ``datasets.DatasetDict``.
 
-Our builder writes ``Benchmark-X/{Train,Valid}.parquet`` and ``Test/{test1,test2}.parquet``; the
+Our builder writes ``Benchmark-X/{Train,Valid}.parquet`` and ``Test/{test1,test2}.parquet`` (and, under
+strict split rules, ``Test/valid2.parquet``: zero-shot validation, returned when present); the
 published BioTalk data has the same benchmark folders and ``test1.csv``/``test2.csv``, with fewer
 columns (no ``Protein``, ``DescriptionMasked``, ...) and ``DBtype`` spelled ``Swissprot``/``Uniprot``.
 Both come back with one schema; missing columns are filled (see ``normalise``).
@@ -16,9 +17,10 @@ import polars as pl
 from biotalk.data.schema import (
     COLUMNS,
     CURATED_BENCHMARKS,
+    OPTIONAL_SPLITS,
     SCHEMA,
+    SHARED_SPLITS,
     SPLITS,
-    TEST_SPLITS,
     benchmark_name,
     build_command,
     split_key,
@@ -80,7 +82,7 @@ def normalise(df: pl.DataFrame, curated: bool) -> pl.DataFrame:
 
 
 def load_tables(path: str | Path, benchmark: str | int = "III") -> dict[str, pl.DataFrame]:
-    """``{"train", "valid", "test1", "test2"}`` polars tables in our schema."""
+    """``{"train", "valid", "test1", "test2"}`` (and ``"valid2"`` when built) polars tables in our schema."""
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"benchmark folder not found: {root}; build it with: {build_command(root)}")
@@ -89,16 +91,18 @@ def load_tables(path: str | Path, benchmark: str | int = "III") -> dict[str, pl.
     tables = {}
     for split in SPLITS:
         key = split_key(name, split)
-        if split in TEST_SPLITS:  # ours in Test/, the published files at the root, csv or parquet
+        if split in SHARED_SPLITS:  # ours in Test/, the published files at the root, csv or parquet
             candidates = [f"{key}.parquet", f"{split}.csv", f"{key}.csv", f"{split}.parquet"]
         else:
             candidates = [f"{key}.parquet", f"{key}.csv"]
-        tables[split] = normalise(_read(_find(root, candidates)), curated or split in TEST_SPLITS)
+        if split in OPTIONAL_SPLITS and not any((root / c).is_file() for c in candidates):
+            continue
+        tables[split] = normalise(_read(_find(root, candidates)), curated or split in SHARED_SPLITS)
     return tables
 
 
 def load_benchmark(path: str | Path, benchmark: str | int = "III") -> DatasetDict:
-    """A benchmark as ``DatasetDict(train, valid, test1, test2)``, every split with the same columns."""
+    """A benchmark as ``DatasetDict(train, valid, test1, test2[, valid2])``, every split with the same columns."""
     from datasets import Dataset, DatasetDict
 
     return DatasetDict({split: Dataset.from_polars(df) for split, df in load_tables(path, benchmark).items()})

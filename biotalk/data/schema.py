@@ -1,7 +1,10 @@
 """The shape of a built BioTalk benchmark: names, splits, columns, folder layout, and the ENZYME release
 it was built with. The builder writes this shape and every reader expects it, from here.
 
-    OUT/Benchmark-{I,II,III,IV}/{Train,Valid}.parquet   OUT/Test/{test1,test2}.parquet   OUT/build.json
+    OUT/Benchmark-{I,II,III,IV}/{Train,Valid}.parquet   OUT/Test/{test1,test2,valid2}.parquet   OUT/build.json
+
+``valid2`` (zero-shot validation: ECs in no training set and not in Test-II) exists in strict builds only;
+the paper's rules and the published data have no such split.
 
 ``build.json`` records the ENZYME files of the build (paths relative to the repository root, absolute
 outside it, with their sha256), so evaluation describes ECs with the release the labels were resolved
@@ -23,11 +26,14 @@ if TYPE_CHECKING:
     from biotalk.data.enzyme import EnzymeDB
 
 Benchmark = Literal["I", "II", "III", "IV"]  # the type of every config's benchmark field: checked on load
-Split = Literal["train", "valid", "test1", "test2"]
+Split = Literal["train", "valid", "test1", "test2", "valid2"]
 BENCHMARKS: tuple[str, ...] = get_args(Benchmark)
 CURATED_BENCHMARKS = ("III", "IV")  # SwissProt records only
 SPLITS: tuple[str, ...] = get_args(Split)
 TEST_SPLITS = ("test1", "test2")
+ZERO_SHOT_VALID = "valid2"  # chooses zero-shot settings without Test-II; strict builds only
+OPTIONAL_SPLITS = (ZERO_SHOT_VALID,)  # a loader returns these only when the build has them
+SHARED_SPLITS = (*TEST_SPLITS, ZERO_SHOT_VALID)  # stored once, in Test/, for every benchmark
 SCHEMA = {
     "AC": pl.Utf8, "EC": pl.Utf8, "OC": pl.Utf8, "UniRef100": pl.Utf8, "UniRef90": pl.Utf8, "UniRef50": pl.Utf8,
     "EmblCdsId": pl.Utf8, "Sequence": pl.Utf8, "Description": pl.Utf8, "DBtype": pl.Utf8, "Protein": pl.Utf8,
@@ -54,17 +60,17 @@ def benchmark_name(benchmark: str | int) -> str:
 
 def split_key(benchmark: str | int, split: str) -> str:
     """Where a split lives in a build, without the suffix: ('III', 'train') -> 'Benchmark-III/Train';
-    the test sets are shared by every benchmark: ('III', 'test1') -> 'Test/test1'."""
-    if split in TEST_SPLITS:
+    the test sets and valid2 are shared by every benchmark: ('III', 'test1') -> 'Test/test1'."""
+    if split in SHARED_SPLITS:
         return f"Test/{split}"
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     return f"{benchmark_name(benchmark)}/{split.capitalize()}"
 
 
-# Every split file of a build, in writing order.
+# Every split file of a build, in writing order (Test/valid2 in strict builds only).
 SPLIT_KEYS = tuple(split_key(b, s) for b in BENCHMARKS for s in ("train", "valid")) + tuple(
-    split_key(BENCHMARKS[0], t) for t in TEST_SPLITS
+    split_key(BENCHMARKS[0], t) for t in SHARED_SPLITS
 )
 
 
