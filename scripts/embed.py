@@ -1,6 +1,6 @@
 """Embed one benchmark split with one DNA encoder, through the embedding cache.
 
-    python scripts/embed.py encoder=runs/lolbert-mini/final data=out/mini-benchmark benchmark=III split=test1 \\
+    python scripts/embed.py encoder=models/lolbert-mini data=out/mini-benchmark benchmark=III split=test1 \\
         poolings=cls,min,max,mean out=runs/embeddings/lolbert-III-test1
 
 Writes ``out/{pooling}.npy`` (float32, one row per record of the split, in split order),

@@ -43,7 +43,7 @@ log = logging.getLogger("eval_embeddings")
 class EvalConfig:
     data: Path = Path("out/mini-benchmark")
     benchmarks: list[Benchmark] = field(default_factory=lambda: ["III", "IV"])
-    encoders: list[str] = field(default_factory=lambda: ["kmer:6", "runs/lolbert-mini/final"])
+    encoders: list[str] = field(default_factory=lambda: ["kmer:6", "models/lolbert-mini"])
     poolings: list[str] = field(default_factory=lambda: ["cls", "min", "max", "mean"])
     index_split: Split = "train"
     query_split: Split = "test1"

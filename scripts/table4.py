@@ -46,7 +46,7 @@ class HomologyConfig:
 class Table4Config:
     data: Path = Path("out/mini-benchmark")
     benchmarks: list[Benchmark] = field(default_factory=lambda: ["I", "II", "III", "IV"])
-    encoders: list[str] = field(default_factory=lambda: ["kmer:6", "runs/lolbert-mini/final"])
+    encoders: list[str] = field(default_factory=lambda: ["kmer:6", "models/lolbert-mini"])
     pooling: str = "cls"  # encoders with a single pooling (the k-mer spectrum) use theirs
     cache_dir: Path = Path("cache/embeddings")
     embed_batch_size: int = 64
