@@ -9,10 +9,8 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -53,25 +51,8 @@ def best_hits(
     without a hit at ``max_evalue`` are absent. Best = highest bit score, then lowest e-value, then
     lowest target index, so the answer does not depend on MMseqs2's output order.
     """
-    empty = pl.DataFrame(schema={"query": pl.Int64, "target": pl.Int64, "evalue": pl.Float64,
-                                 "bits": pl.Float64, "pident": pl.Float64})
-    if not queries or not targets:
-        return empty
-    with tempfile.TemporaryDirectory(prefix="biotalk-mmseqs-") as tmp:
-        work = Path(tmp)
-        mmseqs.write_fasta(work / "query.faa", [f"q{i}" for i in range(len(queries))], [q.rstrip("*") for q in queries])
-        mmseqs.write_fasta(work / "target.faa", [f"t{i}" for i in range(len(targets))], [t.rstrip("*") for t in targets])
-        mmseqs.run(["easy-search", "query.faa", "target.faa", "hits.m8", "tmp", "-e", str(max_evalue),
-                    "-s", str(sensitivity), "--format-output", "query,target,evalue,bits,pident"], work, threads)
-        text = (work / "hits.m8").read_text()
-    if not text.strip():
-        return empty
-    rows = [line.split("\t") for line in text.splitlines() if line]
-    hits = pl.DataFrame(
-        {"query": [int(r[0][1:]) for r in rows], "target": [int(r[1][1:]) for r in rows],
-         "evalue": [float(r[2]) for r in rows], "bits": [float(r[3]) for r in rows],
-         "pident": [float(r[4]) for r in rows]}
-    )
+    hits = mmseqs.search(queries, targets, ["-e", max_evalue, "-s", sensitivity], ("evalue", "bits", "pident"),
+                         threads)
     return (hits.filter(pl.col("evalue") <= max_evalue)
             .sort(["query", "bits", "evalue", "target"], descending=[False, True, False, False])
             .unique("query", keep="first", maintain_order=True))

@@ -34,3 +34,14 @@ def test_a_failure_raises_with_mmseqs_own_message(tmp_path):
         mmseqs.run(["easy-cluster", "missing.fasta", "out", "tmp"], tmp_path)
     with pytest.raises(ValueError):
         mmseqs.write_fasta(tmp_path / "x.fasta", ["a", "b"], ["MK"])
+
+
+def test_search_returns_input_indices_and_requested_columns():
+    queries = [PROTEINS["c"], PROTEINS["a"] + "*"]  # a trailing stop is dropped before the search
+    hits = mmseqs.search(queries, [PROTEINS["c"], PROTEINS["b"]], ["-e", 1e-3], ("fident", "evalue"))
+    assert hits.columns == ["query", "target", "fident", "evalue"]
+    best = {q: (t, f) for q, t, f in hits.sort("fident", descending=True).unique("query", keep="first")
+            .select("query", "target", "fident").iter_rows()}
+    assert best[0] == (0, 1.0)  # c finds itself
+    assert best[1][0] == 1 and 0.99 < best[1][1] < 1.0  # a finds b, one residue apart
+    assert mmseqs.search([], [PROTEINS["a"]], []).is_empty()

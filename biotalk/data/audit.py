@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -201,20 +200,8 @@ def duplicate_check(records: pl.DataFrame) -> Check:
 def search_hits(queries: list[str], targets: list[str], identity: float, coverage: float, threads: int) -> pl.DataFrame:
     """Every MMseqs2 hit of a query protein on a target protein at >= ``identity`` over ``coverage`` of
     both (``--cov-mode 0``, as the clusterer): columns query, target (indices), pident (percent)."""
-    empty = pl.DataFrame(schema={"query": pl.Int64, "target": pl.Int64, "pident": pl.Float64})
-    if not queries or not targets:
-        return empty
-    with tempfile.TemporaryDirectory(prefix="biotalk-audit-") as tmp:
-        work = Path(tmp)
-        mmseqs.write_fasta(work / "q.faa", [f"q{i}" for i in range(len(queries))], queries)
-        mmseqs.write_fasta(work / "t.faa", [f"t{i}" for i in range(len(targets))], targets)
-        mmseqs.run(["easy-search", "q.faa", "t.faa", "hits.m8", "tmp", "--min-seq-id", str(identity), "-c",
-                    str(coverage), "--cov-mode", "0", "--format-output", "query,target,pident"], work, threads)
-        rows = [line.split("\t") for line in (work / "hits.m8").read_text().splitlines() if line]
-    if not rows:
-        return empty
-    return pl.DataFrame({"query": [int(r[0][1:]) for r in rows], "target": [int(r[1][1:]) for r in rows],
-                         "pident": [float(r[2]) for r in rows]})
+    return mmseqs.search(queries, targets, ["--min-seq-id", identity, "-c", coverage, "--cov-mode", "0"],
+                         ("pident",), threads)
 
 
 def search_check(records: pl.DataFrame, identity: float, leak: float, coverage: float, threads: int) -> Check:

@@ -15,7 +15,6 @@ Genes group records for multi-EC scoring: ``gene_ids``.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -49,16 +48,11 @@ def gene_ids(rows) -> list[str]:
 
 def _search(queries: list[str], targets: list[str], threads: int) -> pl.DataFrame:
     """Every qualifying hit of one MMseqs2 search; each query may hit every target (``--max-seqs``)."""
-    with tempfile.TemporaryDirectory(prefix="biotalk-identity-") as tmp:
-        work = Path(tmp)
-        mmseqs.write_fasta(work / "q.faa", [f"q{i}" for i in range(len(queries))], queries)
-        mmseqs.write_fasta(work / "t.faa", [f"t{i}" for i in range(len(targets))], targets)
-        mmseqs.run(["easy-search", "q.faa", "t.faa", "hits.m8", "tmp", "-e", str(MAX_EVALUE), "-c", str(COVERAGE),
-                    "--cov-mode", "0", "--max-seqs", str(len(targets)), "--format-output", "query,target,fident"],
-                   work, threads)
-        rows = [line.split("\t") for line in (work / "hits.m8").read_text().splitlines()]
-    return pl.DataFrame({"Query": [queries[int(r[0][1:])] for r in rows], "Target": [targets[int(r[1][1:])] for r in rows],
-                         "Identity": [float(r[2]) for r in rows]}, schema=HITS_SCHEMA)
+    hits = mmseqs.search(queries, targets, ["-e", MAX_EVALUE, "-c", COVERAGE, "--cov-mode", "0",
+                                            "--max-seqs", len(targets)], ("fident",), threads)  # fmt: skip
+    q, t = pl.Series(queries, dtype=pl.Utf8), pl.Series(targets, dtype=pl.Utf8)
+    return pl.DataFrame({"Query": q.gather(hits["query"]), "Target": t.gather(hits["target"]),
+                         "Identity": hits["fident"]}, schema=HITS_SCHEMA)
 
 
 def identity_hits(queries: Sequence[str], targets: Sequence[str], threads: int = 1,

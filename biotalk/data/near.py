@@ -9,7 +9,6 @@ up to ``MAX_SEQS`` targets per query, e-value 10) so that it finds at least what
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,19 +30,9 @@ def search_pairs(
 ) -> pl.DataFrame:
     """(query index, target index) of every alignment with sequence identity >= ``identity`` covering
     >= ``coverage`` of both sequences (``--cov-mode 0``), sorted."""
-    schema = {"query": pl.Int64, "target": pl.Int64}
-    if not queries or not targets:
-        return pl.DataFrame(schema=schema)
-    with tempfile.TemporaryDirectory(prefix="biotalk-near-") as tmp:
-        work = Path(tmp)
-        mmseqs.write_fasta(work / "q.faa", [f"q{i}" for i in range(len(queries))], [q.rstrip("*") for q in queries])
-        mmseqs.write_fasta(work / "t.faa", [f"t{i}" for i in range(len(targets))], [t.rstrip("*") for t in targets])
-        mmseqs.run(["easy-search", "q.faa", "t.faa", "hits.m8", "tmp", "--min-seq-id", str(identity),
-                    "-c", str(coverage), "--cov-mode", "0", "-s", str(SENSITIVITY), "--max-seqs", str(MAX_SEQS),
-                    "-e", str(MAX_EVALUE), "--format-output", "query,target"], work, threads)  # fmt: skip
-        rows = [line.split("\t") for line in (work / "hits.m8").read_text().splitlines() if line]
-    pairs = pl.DataFrame({"query": [int(q[1:]) for q, _ in rows], "target": [int(t[1:]) for _, t in rows]},
-                         schema=schema)  # fmt: skip
+    options = ["--min-seq-id", identity, "-c", coverage, "--cov-mode", "0", "-s", SENSITIVITY,
+               "--max-seqs", MAX_SEQS, "-e", MAX_EVALUE]
+    pairs = mmseqs.search(queries, targets, options, threads=threads)
     return pairs.unique().sort("query", "target")
 
 
