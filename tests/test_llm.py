@@ -102,7 +102,7 @@ def test_no_prompt_shows_the_query_ec_or_description(splits, split, shots):
     assert len(conversations) == len(queries)
     for query, messages in zip(queries, conversations, strict=True):
         text = "\n".join(m["content"] for m in messages)
-        assert query["EC"] not in ecs_in_text(text), query["RecordId"]
+        assert query["EC"] not in ecs_in_text(messages[-1]["content"]), query["RecordId"]  # the query turn
         for field in ("Description", "DescriptionMasked"):
             assert query[field] and query[field] not in text
         # the only free text is ours; users show genes, assistants show example ECs
@@ -123,9 +123,12 @@ def test_examples_depend_only_on_seed_and_record(splits):
     reordered = build_conversations(queries[::-1][:5], train[::-1], 3, 150, seed=0)
     assert reordered == full[::-1][:5]  # neither limit, query order nor file order changes a prompt
     assert build_conversations(queries, train, 3, 150, seed=1) != full  # the seed does
-    other = next(r["EC"] for r in train if r["EC"] != queries[0]["EC"])
-    with pytest.raises(ValueError, match="only 1 ECs other than"):
-        draw_examples([r for r in train if r["EC"] in {queries[0]["EC"], other}], queries[0], 3, 0)
+    # the examples never look at the query's label: give each query its first example's EC, same prompts
+    relabelled = [dict(q, EC=messages[2]["content"]) for q, messages in zip(queries, full, strict=True)]
+    assert build_conversations(relabelled, train, 3, 150, seed=0) == full
+    two_ecs = [r for r in train if r["EC"] in {train[0]["EC"], next(r["EC"] for r in train if r["EC"] != train[0]["EC"])}]
+    with pytest.raises(ValueError, match="has only 2 ECs, 3 examples needed"):
+        draw_examples(two_ecs, queries[0]["RecordId"], 3, 0)
 
 
 def test_select_queries_is_a_stable_prefix(splits):

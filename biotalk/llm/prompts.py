@@ -42,21 +42,19 @@ def gene_text(sequence: str, max_nt: int) -> str:
     return f"Gene (first {max_nt} of {len(seq)} nt): {seq[:max_nt]}"
 
 
-def draw_examples(pool: Sequence[dict[str, Any]], query: dict[str, Any], shots: int, seed: int) -> list[dict]:
-    """``shots`` training records with distinct ECs that differ from the query's, drawn under (seed, query)."""
+def draw_examples(pool: Sequence[dict[str, Any]], record_id: str, shots: int, seed: int) -> list[dict]:
+    """``shots`` training records with distinct ECs, drawn under (seed, query id) alone: the query's label is
+    never looked at, so an example may share the query's EC, as any real few-shot prompt can."""
     if shots == 0:
         return []
-    chosen, ecs = [], {query["EC"]}
-    for i in stream(seed, "examples", query["RecordId"]).permutation(len(pool)):
+    chosen, ecs = [], set()
+    for i in stream(seed, "examples", record_id).permutation(len(pool)):
         if pool[i]["EC"] not in ecs:
             chosen.append(pool[i])
             ecs.add(pool[i]["EC"])
             if len(chosen) == shots:
                 return chosen
-    raise ValueError(
-        f"record {query['RecordId']}: the training split has only {len(chosen)} ECs other than "
-        f"{query['EC']}, {shots} examples needed"
-    )
+    raise ValueError(f"record {record_id}: the training split has only {len(chosen)} ECs, {shots} examples needed")
 
 
 def build_messages(query: dict[str, Any], examples: Sequence[dict[str, Any]], dna_max_nt: int) -> list[Message]:
@@ -91,5 +89,5 @@ def build_conversations(
     for query in queries:
         if not query["Sequence"]:
             raise ValueError(f"record {query['RecordId']}: empty DNA sequence")
-        conversations.append(build_messages(query, draw_examples(pool, query, shots, seed), dna_max_nt))
+        conversations.append(build_messages(query, draw_examples(pool, query["RecordId"], shots, seed), dna_max_nt))
     return conversations
