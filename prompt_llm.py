@@ -27,6 +27,7 @@ import yaml
 from biotalk.cli import run
 from biotalk.config import to_dict
 from biotalk.data import load_benchmark
+from biotalk.data.identity import gene_ids, identity_to_train
 from biotalk.data.schema import Benchmark
 from biotalk.io import atomic_dir, write_json, write_text
 from biotalk.llm import (
@@ -69,6 +70,15 @@ def select_queries(split, limit: int, seed: int) -> list[dict]:
     return [rows[i] for i in order[: limit or None]]
 
 
+def query_identity(cfg: LLMConfig, data, queries: list[dict]) -> list[float | None] | None:
+    """Each query's identity to the benchmark's training proteins (held-out splits only; None for valid)."""
+    found = identity_to_train(cfg.data, cfg.benchmark, data).get(cfg.split)
+    if found is None:
+        return None
+    by_record = dict(zip(data[cfg.split]["RecordId"], found, strict=True))
+    return [by_record[q["RecordId"]] for q in queries]
+
+
 def main(cfg: LLMConfig, backend: HFChatBackend | None = None) -> dict:
     """Run one Table 5 cell; ``backend`` lets a caller reuse a loaded model (else ``cfg.model`` is loaded)."""
     if backend is None:
@@ -76,7 +86,7 @@ def main(cfg: LLMConfig, backend: HFChatBackend | None = None) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out or f"runs/llm/{cfg.benchmark}-{cfg.split}-{cfg.shots}shot")
-    columns = ["RecordId", "EC", "Sequence", "IsDuplicate"]
+    columns = ["RecordId", "EC", "Sequence", "IsDuplicate", "EmblCdsId"]
     data = load_benchmark(cfg.data, cfg.benchmark)
     queries = select_queries(data[cfg.split].select_columns(columns), cfg.limit, cfg.seed)
     train = data["train"].select_columns(columns) if cfg.shots else []
@@ -95,7 +105,7 @@ def main(cfg: LLMConfig, backend: HFChatBackend | None = None) -> dict:
         "dna_max_nt": cfg.dna_max_nt, "generation": asdict(cfg.generation),
         "unique_prompts": len(set(prompts)), "generated": generated, "from_cache": len(set(prompts)) - generated,
         "cache_lines_skipped": cache.skipped,
-        **score_answers(true, parsed),
+        **score_answers(true, parsed, gene_ids(pl.DataFrame(queries)), query_identity(cfg, data, queries)),
     }  # fmt: skip
     predictions = pl.DataFrame(
         {"id": [q["RecordId"] for q in queries], "true_ec": true, "answer": answers, "parsed_ec": parsed},

@@ -30,7 +30,7 @@ from biotalk.llm import (
     score_answers,
 )
 from biotalk.llm.prompts import FEW_SHOT_TASK, SYSTEM, ZERO_SHOT_TASK
-from biotalk.metrics import score_predictions
+from biotalk.metrics import score_genes, score_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "llm" / "mini.yaml"
@@ -75,7 +75,10 @@ def test_parse_answer_finds_an_ec_anywhere_in_prose(levels, before, after):
 def test_llm_scores_are_the_shared_metric_block_plus_the_partial_rate():
     true, parsed = ["1.2.3.4", "2.7.1.1", "3.1.1.1"], ["1.2.3.4", "2.7.-.-", None]
     got = score_answers(true, parsed)
-    assert got == {**score_predictions(true, parsed), "partial": pytest.approx(1 / 3)}
+    assert got == {**score_predictions(true, parsed), "n_genes": 3, "partial": pytest.approx(1 / 3)}
+    genes, identity = ["g1", "g1", "g2"], [0.4, 0.4, None]  # one gene with two ECs, answered twice
+    assert score_answers(true, parsed, genes, identity) == {**score_genes(genes, true, parsed, identity),
+                                                            "partial": pytest.approx(1 / 3)}
     assert (got["hP"], got["hR"]) == (1.0, 0.5)  # 6/6 predicted nodes right, 6/12 found
     assert got["accuracy"] == pytest.approx(1 / 3) and got["coverage"] == pytest.approx(2 / 3)  # coverage: answers with an EC
     assert got["level_accuracy"] == pytest.approx([2 / 3, 2 / 3, 1 / 3, 1 / 3])

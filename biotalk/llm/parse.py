@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from biotalk.ec import EC_IN_TEXT_RE, InvalidEC, is_full_ec, normalize_ec
-from biotalk.metrics import score_predictions
+from biotalk.metrics import score_genes
 
 
 def parse_answer(text: str) -> str | None:
@@ -35,8 +35,10 @@ def ecs_in_text(text: str) -> set[str]:
     return found
 
 
-def score_answers(y_true: Sequence[str], predicted: Sequence[str | None]) -> dict:
-    """Table 5 metrics: the metric block every model reports (``biotalk.metrics.score_predictions``; its
-    ``coverage`` is the share of answers holding an EC at all) and ``partial``, the share holding only a partial EC."""
-    block = score_predictions(y_true, predicted)
+def score_answers(y_true: Sequence[str], predicted: Sequence[str | None], genes: Sequence | None = None,
+                  identity: Sequence[float | None] | None = None) -> dict:  # fmt: skip
+    """Table 5 metrics: the metric block every model reports (``biotalk.metrics.score_genes``: genes as samples,
+    by identity to training when given; its ``coverage`` is the share of genes whose answers hold an EC at all)
+    and ``partial``, the share of answers holding only a partial EC."""
+    block = score_genes(range(len(y_true)) if genes is None else genes, y_true, predicted, identity)
     return {**block, "partial": sum(p is not None and not is_full_ec(p) for p in predicted) / block["n"]}
