@@ -102,9 +102,12 @@ def test_table4_scores_every_method_and_skips_missing_encoders(mini_benchmark, t
         assert (split, "MLP", "kmer:6 (spectrum)") in methods
         assert (split, "1-NN label transfer", "kmer:6 (spectrum)") in methods
     assert len(methods) == 8
-    block = {"hP", "hR", "hF", "macro", "accuracy", "level_accuracy", "coverage", "n"}  # score_predictions
+    # score_genes with identity: genes as samples, binned by identity to the benchmark's training proteins
+    block = {"hP", "hR", "hF", "macro", "accuracy", "level_accuracy", "coverage", "n", "n_genes", "by_identity"}
     assert all(set(r) == {"benchmark", "split", "method", "encoder", *block} for r in result["rows"])
+    assert all(sum(b["n"] for b in r["by_identity"].values()) == r["n"] for r in result["rows"])  # records per bin
     text = (tmp_path / "table4" / "table4.md").read_text()
+    assert "hF per bin of identity" in text
     assert PAPER_LABEL in text and "0.3097 / 0.0774 / 0.1239" in text
     saved = json.loads((tmp_path / "table4" / "table4.json").read_text())
     assert saved["rows"] == result["rows"]
