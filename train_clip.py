@@ -26,18 +26,19 @@ from typing import Literal
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
+from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from biotalk.cli import UsageError, run
-from biotalk.clip_eval import ClipEvalConfig, evaluate, zero_shot_candidates
+from biotalk.clip_eval import ClipEvalConfig, evaluate, selection_score, zero_shot_candidates
 from biotalk.config import to_dict
 from biotalk.data import load_benchmark
 from biotalk.data.clip_data import ClipBatchSampler, ClipCollator, ClipDataset, clip_split
 from biotalk.data.identity import gene_ids, identity_to_train
-from biotalk.data.schema import Benchmark, benchmark_enzyme
-from biotalk.io import write_json
+from biotalk.data.schema import ZERO_SHOT_VALID, Benchmark, benchmark_enzyme
+from biotalk.io import atomic_path, write_json
 from biotalk.losses import ClipLoss
 from biotalk.models.clip import build_clip_model
 from biotalk.training import CheckpointManager, TrainLog, adamw, make_accelerator, set_deepspeed_batch
@@ -116,6 +117,17 @@ def evaluate_on_main(accelerator: Accelerator, model, **kwargs) -> dict | None:
     return result
 
 
+def keep_if_best(accelerator: Accelerator, model, result: dict | None, best: float, path: Path) -> float:
+    """Save the weights to ``path`` when this epoch's validation ``selection_score`` beats ``best`` (the main
+    process scored it; every process learns the score); returns the best score so far."""
+    score = broadcast_object_list([selection_score(result) if accelerator.is_main_process else None])[0]
+    if score > best and accelerator.is_main_process:
+        with atomic_path(path) as tmp:
+            save_model(accelerator.unwrap_model(model), str(tmp))
+    accelerator.wait_for_everyone()
+    return max(score, best)
+
+
 def main(cfg: Config) -> dict | None:
     """Train, evaluate, save; returns the final metrics on the main process (None on the others)."""
     # -- inputs first: a wrong path stops the run before anything is written --------------------------
@@ -126,6 +138,8 @@ def main(cfg: Config) -> dict | None:
     trackers = [t for t in cfg.trackers if t != "wandb" or importlib.util.find_spec("wandb")]
     accelerator = make_accelerator(cfg.optim.mixed_precision, cfg.optim.grad_accum, split_batches=True,
                                    log_with=trackers, project_dir=cfg.out)
+    if cfg.eval.select == "best" and not cfg.eval.each_epoch:
+        raise UsageError("eval.select=best chooses an epoch on validation: it needs eval.each_epoch=true")
     if cfg.optim.batch_size % accelerator.num_processes:
         raise UsageError(f"optim.batch_size: {cfg.optim.batch_size} is not divisible by "
                          f"{accelerator.num_processes} processes")
@@ -164,6 +178,8 @@ def main(cfg: Config) -> dict | None:
     # -- checkpoints and log ------------------------------------------------------------------------------
     state = checkpoints.load(resume_from)
     step, history = state["step"], state.get("history", [])
+    best_path, best = cfg.out / "best_epoch.safetensors", max((h["selection_score"] for h in history), default=-1.0)
+    valid_names = ["valid", *([ZERO_SHOT_VALID] if ZERO_SHOT_VALID in splits else [])]
     log = TrainLog(cfg.out, step, is_main)
     accelerator.init_trackers("clip", config={k: str(v) for k, v in to_dict(cfg).items()})
     eval_args = {"splits": splits, "train": train, "candidates": candidates, "cfg": cfg.eval, "seed": cfg.seed,
@@ -205,26 +221,35 @@ def main(cfg: Config) -> dict | None:
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 checkpoints.save(step, {"history": history})
         if cfg.eval.each_epoch:
-            result = evaluate_on_main(accelerator, model, names=["valid"], retrieval_split="valid", **eval_args)
+            result = evaluate_on_main(accelerator, model, names=valid_names, retrieval_split="valid", **eval_args)
+            if cfg.eval.select == "best":
+                best = keep_if_best(accelerator, model, result, best, best_path)
             if is_main:
-                history.append({"epoch": epoch, "step": step, **result})
+                history.append({"epoch": epoch, "step": step, "selection_score": selection_score(result), **result})
                 accelerator.log({"valid/zero_shot_hF": result["zero_shot"]["valid"]["hF"],
                                  "valid/zero_shot_hierarchical_hF": result["zero_shot_hierarchical"]["valid"]["hF"],
                                  "valid/dna_to_text_R@1": result["retrieval"]["dna_to_text"]["R@1"]}, step=step)
                 write_json(cfg.out / "metrics.json", {"history": history, "config": to_dict(cfg)})
     bar.close()
 
-    # -- final evaluation and model -----------------------------------------------------------------------
-    result = evaluate_on_main(accelerator, model, names=["valid", "test1", "test2"], retrieval_split="test1",
+    # -- the chosen epoch, final evaluation and model ------------------------------------------------------
+    if cfg.eval.select == "best":
+        load_model(accelerator.unwrap_model(model), str(best_path))
+    result = evaluate_on_main(accelerator, model, names=[*valid_names, "test1", "test2"], retrieval_split="test1",
                               **eval_args)
     if is_main:
-        result = {**result, "step": step, "history": history, "config": to_dict(cfg)}
+        chosen = max(history, key=lambda h: h["selection_score"]) if cfg.eval.select == "best" else None
+        selected = {"rule": cfg.eval.select, "epoch": chosen["epoch"] if chosen else cfg.optim.epochs - 1,
+                    "step": chosen["step"] if chosen else step,
+                    "selection_score": chosen["selection_score"] if chosen else None}  # first best epoch, as saved
+        result = {**result, "step": step, "selected": selected, "history": history, "config": to_dict(cfg)}
         write_json(cfg.out / "metrics.json", result)
         accelerator.unwrap_model(model).save_pretrained(cfg.out / "final")
         zs, zh = result["zero_shot"], result["zero_shot_hierarchical"]
-        print(f"zero-shot hF (nearest EC): test1 {zs['test1']['hF']:.4f}  test2 {zs['test2']['hF']:.4f}; "
-              f"hierarchical (tau {zh['tau']:g}): test1 {zh['test1']['hF']:.4f}  test2 {zh['test2']['hF']:.4f}"
-              f"  -> {cfg.out / 'metrics.json'}")
+        taus = zh["tau"]
+        print(f"epoch {selected['epoch']} ({cfg.eval.select}); zero-shot hF (nearest EC): test1 {zs['test1']['hF']:.4f}"
+              f"  test2 {zs['test2']['hF']:.4f}; hierarchical: test1 {zh['test1']['hF']:.4f} (tau {taus['test1']:g})"
+              f"  test2 {zh['test2']['hF']:.4f} (tau {taus['test2']:g})  -> {cfg.out / 'metrics.json'}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return result

@@ -5,7 +5,7 @@ Everything is measured in the shared space (``get_dna_features`` / ``get_text_fe
   templates listed are averaged). ``zero_shot``: the nearest EC. ``zero_shot_hierarchical``: a softmax
   with the learned temperature, mass summed by EC prefix, the deepest prefix reaching ``tau``
   (``biotalk.hierarchy``, the classifier's decoding); ``tau`` from the config or the grid value with the
-  best Valid hF. Blocks are ``biotalk.metrics.score_genes`` (a multi-EC gene is one sample).
+  best hF on the split's validation analogue (Valid for seen ECs, valid2 for zero-shot: ``tau_source``). Blocks are ``biotalk.metrics.score_genes`` (a multi-EC gene is one sample).
 - retrieval: DNA -> text and text -> DNA over one split's genes and unique texts; a hit is any item of
   the query's EC among the top k.
 - kNN: hierarchical precision of the k nearest training genes, on the learned DNA vectors (the raw
@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from biotalk.data.clip_data import ClipSplit
 from biotalk.data.describe import describe_ec
 from biotalk.data.enzyme import EnzymeDB
+from biotalk.data.schema import ZERO_SHOT_VALID
 from biotalk.hierarchy import best_tau, hierarchy_scores, threshold, tradeoff
 from biotalk.knn import knn_predict_ecs, knn_search
 from biotalk.metrics import knn_hierarchical_precision, score_genes
@@ -38,12 +40,13 @@ RECALL_KS = (1, 5, 10)
 class ClipEvalConfig:
     """The ``eval:`` section of ``train_clip.py``."""
 
-    each_epoch: bool = True  # score Valid after every epoch (metrics.json "history")
+    each_epoch: bool = True  # score Valid (and valid2) after every epoch (metrics.json "history")
+    select: Literal["best", "last"] = "best"  # best: keep the epoch with the best selection_score (needs each_epoch)
     batch_size: int = 128  # genes per DNA-tower batch
     knn_k: list[int] = field(default_factory=lambda: [1, 3, 5])
     knn_max_index: int = 0  # cap on training genes in the kNN index (0 = all), seeded subsample
     zero_shot_templates: list[int] = field(default_factory=lambda: [0])  # description templates averaged per EC
-    zero_shot_tau: float = -1.0  # hierarchical decoding threshold; < 0: the tau_grid value with the best Valid hF
+    zero_shot_tau: float = -1.0  # hierarchical decoding threshold; < 0: chosen on Valid / valid2 (tau_source)
     tau_grid: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
 
 
@@ -116,6 +119,23 @@ def knn_index(train: ClipSplit, max_index: int, seed: int) -> ClipSplit:
     return train.subset(np.sort(stream(seed).choice(len(train), max_index, replace=False)))
 
 
+def tau_source(name: str, names: Sequence[str]) -> str:
+    """The validation split that chooses ``name``'s decoding threshold: Valid for splits of seen ECs (Valid,
+    Test-I), valid2 for zero-shot splits (valid2, Test-II) when it was scored; Test-II falls back to Valid
+    on builds without valid2 (the paper's rules, the published files)."""
+    source = ZERO_SHOT_VALID if name in (ZERO_SHOT_VALID, "test2") and ZERO_SHOT_VALID in names else "valid"
+    if source not in names:
+        raise ValueError(f"tau for {name!r} is chosen on {source!r}: evaluate it too (or set zero_shot_tau)")
+    return source
+
+
+def selection_score(result: dict) -> float:
+    """The number that chooses among epochs: the mean hierarchical zero-shot hF over the validation splits
+    scored (Valid for seen ECs, valid2 for unseen ones). Test splits never enter it."""
+    blocks = result["zero_shot_hierarchical"]
+    return float(np.mean([blocks[name]["hF"] for name in ("valid", ZERO_SHOT_VALID) if name in blocks]))
+
+
 @torch.no_grad()
 def evaluate(
     model: BioTalkClipModel,
@@ -131,7 +151,8 @@ def evaluate(
     identity: dict[str, list[float | None]] | None = None,
 ) -> dict:
     """Zero-shot and kNN on each split of ``names`` (train genes as the kNN index), retrieval on
-    ``retrieval_split``. With ``zero_shot_tau < 0``, ``names`` must hold ``valid`` (tau is chosen there).
+    ``retrieval_split``. With ``zero_shot_tau < 0`` each split's tau is the best of the grid on its
+    validation split (``tau_source``), which ``names`` must hold.
     Zero-shot blocks score genes (``genes[name]``, ``biotalk.data.identity.gene_ids``; default one per
     record), with ``by_identity`` for the splits of ``identity`` (``identity_to_train``)."""
     genes, identity = genes or {}, identity or {}
@@ -156,11 +177,12 @@ def evaluate(
         out["zero_shot_tradeoff"][name] = tradeoff(probs, candidates.ecs, split.ecs, cfg.tau_grid,
                                                    genes.get(name, split.record_ids))
         out["knn"][name] = knn_scores(index_vectors, index.ecs, dna, split.ecs, cfg.knn_k)
-    from_config = cfg.zero_shot_tau >= 0
-    tau = cfg.zero_shot_tau if from_config else best_tau(out["zero_shot_tradeoff"]["valid"])
-    out["zero_shot_hierarchical"] = {"tau": tau, "tau_from": "config" if from_config else "valid"}
+    out["zero_shot_hierarchical"] = {"tau": {}, "tau_from": {}}
     for name in names:
+        source = "config" if cfg.zero_shot_tau >= 0 else tau_source(name, names)
+        tau = cfg.zero_shot_tau if source == "config" else best_tau(out["zero_shot_tradeoff"][source])
         preds = threshold(*nodes[name], tau)[0]
+        out["zero_shot_hierarchical"]["tau"][name], out["zero_shot_hierarchical"]["tau_from"][name] = tau, source
         out["zero_shot_hierarchical"][name] = score_genes(genes.get(name, splits[name].record_ids), splits[name].ecs,
                                                           preds, identity.get(name))
     model.train(was_training)

@@ -32,7 +32,8 @@ from transformers import RobertaForMaskedLM, get_scheduler
 
 from biotalk.cli import run
 from biotalk.config import to_dict
-from biotalk.data.genomes import draw_fragments, read_genomes, split_regions
+from biotalk.data.genomes import cut_out, draw_fragments, read_genomes, split_regions
+from biotalk.data.heldout_genes import heldout_loci
 from biotalk.io import atomic_dir, atomic_path, write_json, write_text
 from biotalk.models.lolbert import VOCAB, LolbertArch, build_lolbert_tokenizer, mask_tokens, roberta_config
 from biotalk.rng import stream
@@ -48,6 +49,11 @@ class PretrainConfig:
     raw_dir: Path = Path("data/raw")
     heldout_genomes: list[str] = field(default_factory=lambda: ["Streptococcus_pyogenes"])
     heldout_fraction: float = 0.0  # tail of every other record also held out
+    # Benchmark whose evaluation genes (and every CDS >= heldout_identity identical to one) leave training
+    heldout_benchmark: Path | None = None
+    heldout_splits: list[Literal["test1", "test2", "valid2"]] = field(default_factory=lambda: ["test1", "test2", "valid2"])
+    heldout_identity: float = 0.5
+    cache_dir: Path | None = Path("cache/clusters")  # MMseqs2 search cache, shared with the builder
     max_nt: int = 510  # reads longer than this keep their first max_nt bases (model window: 510)
     rc_prob: float = 0.5
     mlm_probability: float = 0.15
@@ -159,6 +165,12 @@ def main(cfg: PretrainConfig) -> Path:
     resume_from = checkpoints.find(cfg.resume)
     genomes, skipped = read_genomes(cfg.raw_dir / "genbank")
     train_regions, heldout_regions = split_regions(genomes, cfg.heldout_genomes, cfg.heldout_fraction)
+    cut_genes, cut_nt = 0, 0
+    if cfg.heldout_benchmark is not None:
+        loci = heldout_loci(cfg.raw_dir / "genbank", cfg.heldout_benchmark, cfg.heldout_splits,
+                            cfg.heldout_identity, max(cfg.threads, 1), cfg.cache_dir)  # fmt: skip
+        train_regions, cut_nt = cut_out(train_regions, loci)
+        cut_genes = len(loci)
     tokenizer = build_lolbert_tokenizer()
     eval_set = heldout_batches(tokenizer, heldout_regions, cfg)
     if accelerator.is_main_process:
@@ -167,6 +179,9 @@ def main(cfg: PretrainConfig) -> Path:
         n_train, n_held = sum(map(len, train_regions)), sum(map(len, heldout_regions))
         print(f"genomes: {len(genomes)} records ({len(skipped)} skipped); train {n_train:,} nt, "
               f"held-out {n_held:,} nt; held-out majority-base accuracy {majority_base_accuracy(eval_set):.4f}")
+        if cfg.heldout_benchmark is not None:
+            print(f"benchmark genes held out: {cut_genes:,} CDS like a {'/'.join(cfg.heldout_splits)} gene of "
+                  f"{cfg.heldout_benchmark} (>= {cfg.heldout_identity:.0%} identity), {cut_nt:,} nt cut from training")
         for reason in skipped:
             print(f"skipped {reason}")
 
@@ -221,7 +236,8 @@ def main(cfg: PretrainConfig) -> Path:
         evals = [r for r in log.records() if "heldout_acc" in r]
         majority = majority_base_accuracy(eval_set)
         summary = {"steps": cfg.steps, "resumed_from": start, "wall_s": round(time.time() - started, 1),
-                   "heldout_majority_base_acc": majority}  # fmt: skip
+                   "heldout_majority_base_acc": majority, "train_nt": sum(map(len, train_regions)),
+                   "benchmark_genes_held_out": cut_genes, "benchmark_gene_nt_cut": cut_nt}  # fmt: skip
         if evals:
             summary.update(heldout_loss=evals[-1]["heldout_loss"], heldout_acc=evals[-1]["heldout_acc"])
             plot_curve(evals, cfg.out / "curve.png", majority)

@@ -69,7 +69,7 @@ def main(cfg: Config) -> None:
     if "lolbert" in cfg.steps and cfg.pretrain:
         run("LOLBERT pretraining", lolbert / "config.json",
             ["scripts/pretrain_lolbert.py", "--config", "configs/lolbert/mini.yaml", f"out={out / 'lolbert'}",
-             "resume=latest", f"seed={cfg.seed}"], force)
+             f"heldout_benchmark={cfg.benchmark}", "resume=latest", f"seed={cfg.seed}"], force)
     if "finetune" in cfg.steps:
         run("LOLBERT fine-tuning", finetuned / "config.json",
             ["scripts/finetune_lolbert.py", "--config", "configs/lolbert/finetune_mini.yaml", f"model={lolbert}",

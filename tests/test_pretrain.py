@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 from fixtures.scripts import load_script
@@ -16,7 +17,8 @@ from transformers import AutoTokenizer, RobertaForMaskedLM
 from biotalk.config import load_config
 from biotalk.data.errors import InputError
 from biotalk.data.fragments import reverse_complement
-from biotalk.data.genomes import draw_fragments, read_genomes, split_regions
+from biotalk.data.genomes import cut_out, draw_fragments, read_genomes, split_regions
+from biotalk.data.heldout_genes import Locus, heldout_loci
 from biotalk.models.lolbert import VOCAB
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +79,39 @@ def test_fragments_lie_inside_their_region_and_are_seeded(genomes):
         assert frag.sequence == (reverse_complement(forward) if frag.reverse else forward)
         lo, hi = train_spans.get((region.source, region.record), (0, 0))
         assert frag.start >= hi or frag.start + frag.length <= lo  # disjoint from training
+
+
+def test_cut_out_removes_spans_and_keeps_coordinates(genomes):
+    k12 = [g for g in genomes if g.source.startswith("Escherichia_coli_K12")]
+    src, rec = k12[0].source, k12[0].record
+    loci = [Locus(src, rec, 1000, 2000), Locus(src, rec, 1500, 2500), Locus(src, rec, 10_000, 10_100),
+            Locus(src, rec, 4_641_600, 4_641_652), Locus("other.gbk", rec, 0, 4_000_000)]
+    pieces, cut = cut_out(k12, loci)
+    assert [(p.start, p.end) for p in pieces] == [(0, 1000), (2500, 10_000), (10_100, 4_641_600)]
+    assert cut == 1500 + 100 + 52
+    assert all(p.sequence == k12[0].sequence[p.start : p.end] for p in pieces)
+    short, cut = cut_out(k12, [Locus(src, rec, 200, 4_641_652)])  # a 200-nt piece is too short to read from
+    assert short == [] and cut == 4_641_652
+
+
+def _in_any(seq: str, text: str) -> bool:
+    return seq in text or reverse_complement(seq) in text
+
+
+def test_pretraining_dna_holds_no_evaluation_gene(genomes, mini_benchmark):
+    """With the benchmark's held-out loci cut out, no Test-I/Test-II/valid2 gene occurs in the training DNA on
+    either strand; without the cut most of them do (so the check can fail)."""
+    splits = ["test1", "test2", "valid2"]
+    loci = heldout_loci(RAW / "genbank", mini_benchmark, splits, 0.5, threads=2, cache_dir=ROOT / "cache" / "clusters")
+    genes = sorted({s for split in splits for s in pl.read_parquet(mini_benchmark / "Test" / f"{split}.parquet")["Sequence"]})
+    sample = [genes[i] for i in np.random.default_rng(0).choice(len(genes), 80, replace=False)]
+    train, _ = split_regions(genomes, ["Streptococcus_pyogenes"], 0.0)
+    before = "|".join(r.sequence for r in train)
+    cut, removed = cut_out(train, loci)
+    after = "|".join(r.sequence for r in cut)
+    assert len(loci) > len(genes) and removed > sum(map(len, sample))  # homologues in sibling strains go too
+    assert sum(_in_any(g, before) for g in sample) > 40
+    assert not any(_in_any(g, after) for g in sample)
 
 
 def test_heldout_set_is_fixed_and_fully_masked(genomes):

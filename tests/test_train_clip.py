@@ -32,6 +32,7 @@ RAW = ROOT / "data" / "raw" / "expasy_enzyme"
 ENZYME_DAT, ENZCLASS = RAW / "enzyme_2018-09-12.dat.gz", RAW / "enzclass_2018-09-12.txt.gz"
 SEEN = ["1.1.1.1", "2.7.1.1", "3.4.21.4", "4.2.1.1", "5.3.1.9", "6.3.2.4", "1.11.1.6", "2.3.1.9"]
 UNSEEN = ["3.1.1.3", "1.2.1.12", "4.1.1.49", "2.7.7.7"]
+ZERO_SHOT_VALID = ["1.1.1.37", "2.7.4.3"]  # valid2: in no training set and not in Test-II
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
 
 
@@ -66,7 +67,8 @@ def setup(tmp_path_factory) -> dict:
     _records(SEEN, 1, db, rng, "va").write_parquet(bench / "Benchmark-III" / "Valid.parquet")
     _records(SEEN, 2, db, rng, "t1").write_parquet(bench / "Test" / "test1.parquet")
     _records(UNSEEN, 2, db, rng, "t2").write_parquet(bench / "Test" / "test2.parquet")
-    _enzyme_subset(root / "enzyme.dat", SEEN + UNSEEN)
+    _records(ZERO_SHOT_VALID, 2, db, rng, "v2").write_parquet(bench / "Test" / "valid2.parquet")
+    _enzyme_subset(root / "enzyme.dat", SEEN + UNSEEN + ZERO_SHOT_VALID)
     torch.manual_seed(0)
     arch = LolbertArch(num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=64,
                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -107,13 +109,24 @@ def test_metrics_layout_and_ranges(single):
         assert {"hP", "hR", "hF"} <= set(zs) and all(0 <= zs[k] <= 1 for k in ("hP", "hR", "hF"))
         assert set(metrics["knn"][split]) == {"k=1", "k=3"}
         assert metrics["knn"][split]["k=1"] <= metrics["knn"][split]["k=3"]  # more neighbours, best overlap
-    # Hierarchical zero-shot: tau chosen on Valid as the best of the grid; tau = 0 is the nearest EC.
+    # Hierarchical zero-shot: each split's tau is the best of the grid on its validation analogue (Valid for
+    # seen ECs, valid2 for unseen ones); tau = 0 is the nearest EC.
     zh, curves = metrics["zero_shot_hierarchical"], metrics["zero_shot_tradeoff"]
-    assert zh["tau_from"] == "valid" and zh["valid"]["hF"] == pytest.approx(max(r["hF"] for r in curves["valid"]))
-    for split in ("valid", "test1", "test2"):
+    assert zh["tau_from"] == {"valid": "valid", "valid2": "valid2", "test1": "valid", "test2": "valid2"}
+    for name in ("valid", "valid2"):
+        assert zh[name]["hF"] == pytest.approx(max(r["hF"] for r in curves[name]))
+    assert zh["tau"]["test1"] == zh["tau"]["valid"] and zh["tau"]["test2"] == zh["tau"]["valid2"]
+    for split in ("valid", "valid2", "test1", "test2"):
         by_tau = {r["tau"]: r for r in curves[split]}
         assert by_tau[0.0]["hF"] == pytest.approx(metrics["zero_shot"][split]["hF"]) and by_tau[0.0]["mean_depth"] == 4
-        assert zh[split]["hF"] == pytest.approx(by_tau[zh["tau"]]["hF"])
+        assert zh[split]["hF"] == pytest.approx(by_tau[zh["tau"][split]]["hF"])
+    # The epoch with the best validation score is the one evaluated and saved: its Valid blocks recur exactly.
+    chosen = next(h for h in metrics["history"] if h["epoch"] == metrics["selected"]["epoch"])
+    assert metrics["selected"]["selection_score"] == max(h["selection_score"] for h in metrics["history"])
+    assert chosen["selection_score"] == pytest.approx((chosen["zero_shot_hierarchical"]["valid"]["hF"]
+                                                       + chosen["zero_shot_hierarchical"]["valid2"]["hF"]) / 2)
+    for name in ("valid", "valid2"):
+        assert metrics["zero_shot"][name] == chosen["zero_shot"][name]
     # Test-II ECs never occur in training: zero-shot still names them from their ENZYME descriptions.
     assert metrics["zero_shot"]["test2"]["unseen_ec_records"] == len(UNSEEN) * 2
     assert [h["epoch"] for h in metrics["history"]] == [0, 1]
@@ -133,6 +146,27 @@ def test_knn_row_uses_the_learned_shared_space(setup, single):
                          model.get_dna_features(test1.sequences).numpy(), test1.ecs, [1, 3])
     assert learned == pytest.approx(metrics["knn"]["test1"], abs=1e-9)
     assert model.get_dna_features(train.sequences).shape == (len(train), 16)  # the head's space, not the tower's 32
+
+
+def test_zero_shot_templates_are_chosen_on_validation_only(setup, single, tmp_path):
+    bench = tmp_path / "bench"
+    shutil.copytree(setup["bench"], bench)
+    for name in ("test1", "test2"):
+        (bench / "Test" / f"{name}.parquet").unlink()  # a validation-only tool must not need them
+    out = tmp_path / "tune"
+    args = [a for a in setup["args"] if a.startswith(("data.enzyme_dat", "data.enzclass", "cache_dir"))]
+    cmd = [sys.executable, str(ROOT / "scripts" / "tune_zero_shot.py"), f"model={single / 'final'}", f"data={bench}",
+           "benchmark=III", "template_sets=[[0],[1],[0,1]]", "eval.knn_k=[1]", f"out={out}",
+           *(a.removeprefix("data.") for a in args)]
+    done = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((out / "zero_shot_templates.json").read_text())
+    assert [r["templates"] for r in report["rows"]] == [[0], [1], [0, 1]]
+    assert report["chosen"] == max(report["rows"], key=lambda r: r["score"])["templates"]
+    # Template 0 is what train_clip scored with the same (selected) model: the same Valid numbers.
+    metrics = json.loads((single / "metrics.json").read_text())
+    assert report["rows"][0]["valid_nearest"] == pytest.approx(metrics["zero_shot"]["valid"]["hF"])
+    assert report["rows"][0]["valid2_hier"] == pytest.approx(metrics["zero_shot_hierarchical"]["valid2"]["hF"])
 
 
 def test_a_resume_path_without_a_complete_checkpoint_fails_cleanly(setup, tmp_path):
@@ -170,12 +204,15 @@ def test_two_processes_train_like_one_with_the_same_global_batch(setup, single):
     launcher = [sys.executable, "-m", "accelerate.commands.launch",
                 "--config_file", str(ROOT / "configs" / "accelerate" / "cpu_two_process.yaml"),
                 "--main_process_port", "29533"]
-    two = _run(setup, "two", "optim.epochs=2", "eval.each_epoch=false", launcher=launcher)
+    two = _run(setup, "two", "optim.epochs=2", launcher=launcher)
     one, two_log = _log(single), _log(two)
     assert len(two_log) == len(one) == 12
     # Same losses step after step: the gathered loss and the gradients equal the single-process ones.
     assert np.allclose([r["loss"] for r in one], [r["loss"] for r in two_log], rtol=1e-4, atol=1e-5)
-    assert json.loads((two / "metrics.json").read_text())["zero_shot"]["test2"]["n"] == len(UNSEEN) * 2
+    metrics, single_metrics = (json.loads((d / "metrics.json").read_text()) for d in (two, single))
+    assert metrics["zero_shot"]["test2"]["n"] == len(UNSEEN) * 2
+    # Both processes restored the epoch the main process chose on validation.
+    assert metrics["selected"]["epoch"] == single_metrics["selected"]["epoch"]
 
 
 @pytest.mark.slow
@@ -184,7 +221,7 @@ def test_deepspeed_two_cpu_processes_train_like_one(setup, single):
     launcher = [sys.executable, "-m", "accelerate.commands.launch",
                 "--config_file", str(ROOT / "configs" / "accelerate" / "deepspeed_zero2.yaml"),
                 "--num_processes", "2", "--main_process_port", "29534"]
-    two = _run(setup, "deepspeed", "optim.epochs=2", "eval.each_epoch=false", launcher=launcher)
+    two = _run(setup, "deepspeed", "optim.epochs=2", "eval.each_epoch=false", "eval.select=last", launcher=launcher)
     one, ds_log = _log(single), _log(two)
     assert len(ds_log) == len(one) == 12
     assert np.allclose([r["loss"] for r in one], [r["loss"] for r in ds_log], rtol=1e-4, atol=1e-5)

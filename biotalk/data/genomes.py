@@ -96,3 +96,21 @@ def draw_fragments(
         frag = sample_fragments(regions[i].sequence, 1, rng, rc_prob)[0]
         out.append((regions[i], replace(frag, start=frag.start + regions[i].start)))
     return out
+
+
+def cut_out(regions: list[Region], loci, min_nt: int = MIN_RECORD_NT) -> tuple[list[Region], int]:
+    """``regions`` with every locus span (``source``, ``record``, ``start``, ``end``) removed, and the
+    number of bases removed; pieces shorter than ``min_nt`` are dropped too (counted in the bases)."""
+    spans: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for locus in loci:
+        spans.setdefault((locus.source, locus.record), []).append((locus.start, locus.end))
+    out, before = [], sum(map(len, regions))
+    for region in regions:
+        cursor = region.start
+        for start, end in sorted(spans.get((region.source, region.record), [])) + [(region.end, region.end)]:
+            start, end = min(max(start, region.start), region.end), min(end, region.end)
+            if start - cursor >= min_nt:
+                offset = cursor - region.start
+                out.append(Region(region.source, region.record, cursor, start, region.sequence[offset : start - region.start]))
+            cursor = max(cursor, end)
+    return out, before - sum(map(len, out))

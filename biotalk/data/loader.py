@@ -9,6 +9,7 @@ Both come back with one schema; missing columns are filled (see ``normalise``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,15 +82,16 @@ def normalise(df: pl.DataFrame, curated: bool) -> pl.DataFrame:
     return df.select([pl.col(c).cast(t) for c, t in SCHEMA.items()])
 
 
-def load_tables(path: str | Path, benchmark: str | int = "III") -> dict[str, pl.DataFrame]:
-    """``{"train", "valid", "test1", "test2"}`` (and ``"valid2"`` when built) polars tables in our schema."""
+def load_tables(path: str | Path, benchmark: str | int = "III", splits: Sequence[str] = SPLITS) -> dict[str, pl.DataFrame]:
+    """``{"train", "valid", "test1", "test2"}`` (and ``"valid2"`` when built) polars tables in our schema;
+    ``splits`` reads only those (validation-only tools never open a test file)."""
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"benchmark folder not found: {root}; build it with: {build_command(root)}")
     name = benchmark_name(benchmark)
     curated = name.removeprefix("Benchmark-") in CURATED_BENCHMARKS
     tables = {}
-    for split in SPLITS:
+    for split in splits:
         key = split_key(name, split)
         if split in SHARED_SPLITS:  # ours in Test/, the published files at the root, csv or parquet
             candidates = [f"{key}.parquet", f"{split}.csv", f"{key}.csv", f"{split}.parquet"]
@@ -101,8 +103,8 @@ def load_tables(path: str | Path, benchmark: str | int = "III") -> dict[str, pl.
     return tables
 
 
-def load_benchmark(path: str | Path, benchmark: str | int = "III") -> DatasetDict:
+def load_benchmark(path: str | Path, benchmark: str | int = "III", splits: Sequence[str] = SPLITS) -> DatasetDict:
     """A benchmark as ``DatasetDict(train, valid, test1, test2[, valid2])``, every split with the same columns."""
     from datasets import Dataset, DatasetDict
 
-    return DatasetDict({split: Dataset.from_polars(df) for split, df in load_tables(path, benchmark).items()})
+    return DatasetDict({split: Dataset.from_polars(df) for split, df in load_tables(path, benchmark, splits).items()})
