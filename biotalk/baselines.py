@@ -80,3 +80,50 @@ def homology_transfer(
     hits = best_hits(queries, targets, max_evalue, threads, sensitivity)
     answer = {queries[q]: min(target_ecs[targets[t]]) for q, t in zip(hits["query"], hits["target"], strict=True)}
     return [answer.get(p) for p in query_proteins], hits
+
+
+_BASE_CODE = np.full(256, -1, dtype=np.int64)
+_BASE_CODE[np.frombuffer(b"ACGT", dtype=np.uint8)] = np.arange(4)
+
+
+def base_codes(seq: str) -> np.ndarray:
+    """A, C, G, T -> 0..3; any other letter -> -1."""
+    return _BASE_CODE[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
+
+
+def _context_index(codes: np.ndarray, flank: int) -> tuple[np.ndarray, np.ndarray]:
+    """For every position of a (rows, length) code array: the index of its 2*flank neighbours in base 4
+    and whether all of them exist and are bases."""
+    rows, length = codes.shape
+    padded = np.full((rows, length + 2 * flank), -1, dtype=np.int64)
+    padded[:, flank : flank + length] = codes
+    index, valid = np.zeros((rows, length), dtype=np.int64), np.ones((rows, length), dtype=bool)
+    for offset in [*range(-flank, 0), *range(1, flank + 1)]:
+        neighbour = padded[:, flank + offset : flank + offset + length]
+        index, valid = index * 4 + np.maximum(neighbour, 0), valid & (neighbour >= 0)
+    return index, valid
+
+
+def context_counts(sequences: Sequence[str], flank: int = 3, chunk: int = 1_000_000) -> np.ndarray:
+    """Counts (4**(2*flank), 4) of each base given its ``flank`` neighbours on each side, over both strands."""
+    counts = np.zeros(4 ** (2 * flank) * 4, dtype=np.int64)
+    for seq in sequences:
+        for strand in (seq, str(Seq(seq).reverse_complement())):
+            codes = base_codes(strand)
+            for start in range(0, len(codes), chunk):
+                piece = codes[max(0, start - flank) : start + chunk + flank][None, :]
+                index, valid = _context_index(piece, flank)
+                inner = slice(min(start, flank), min(start, flank) + min(chunk, len(codes) - start))
+                keep = valid[0, inner] & (piece[0, inner] >= 0)
+                counts += np.bincount(index[0, inner][keep] * 4 + piece[0, inner][keep], minlength=counts.size)
+    return counts.reshape(-1, 4)
+
+
+def context_accuracy(counts: np.ndarray, codes: np.ndarray, targets: np.ndarray, flank: int = 3) -> float:
+    """Accuracy of predicting each target base (``targets`` mask over a (rows, length) code array holding the
+    TRUE bases) as the most frequent base after its neighbours in ``counts``; a target with a missing
+    neighbour (sequence end, N) gets the overall most frequent base."""
+    index, valid = _context_index(codes, flank)
+    fallback = int(counts.sum(0).argmax())
+    predicted = np.where(valid, counts.argmax(1)[index], fallback)
+    return float((predicted[targets] == codes[targets]).mean())

@@ -11,7 +11,10 @@ import pytest
 from fixtures.scripts import load_script
 
 from biotalk.baselines import (
+    base_codes,
     best_hits,
+    context_accuracy,
+    context_counts,
     homology_transfer,
     majority_class,
     nearest_neighbour_transfer,
@@ -19,6 +22,7 @@ from biotalk.baselines import (
 )
 from biotalk.config import load_config
 from biotalk.data import load_benchmark
+from biotalk.data.fragments import reverse_complement
 from biotalk.reports import PAPER_LABEL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,3 +115,21 @@ def test_table4_scores_every_method_and_skips_missing_encoders(mini_benchmark, t
     assert PAPER_LABEL in text and "0.3097 / 0.0774 / 0.1239" in text
     saved = json.loads((tmp_path / "table4" / "table4.json").read_text())
     assert saved["rows"] == result["rows"]
+
+
+def test_context_counts_cover_both_strands_and_do_not_depend_on_chunking():
+    seq = "".join(np.random.default_rng(0).choice(list("ACGT"), 3000)) + "NNACGT"
+    counts = context_counts([seq], flank=2, chunk=10**6)
+    assert (context_counts([seq], flank=2, chunk=97) == counts).all()
+    assert (context_counts([reverse_complement(seq)], flank=2) == counts).all()
+    assert counts.sum() == 2 * (3000 - 4)  # positions with 2 real bases each side; the N run breaks contexts
+
+
+def test_context_accuracy_reads_a_base_from_its_neighbours():
+    counts = context_counts(["ACGTTGCA" * 500], flank=3)
+    codes = base_codes("ACGTTGCA" * 50)[None, :]
+    targets = np.zeros_like(codes, dtype=bool)
+    targets[0, 3:-3] = True
+    assert context_accuracy(counts, codes, targets) == 1.0  # a periodic sequence is fixed by its neighbours
+    shuffled = np.random.default_rng(1).permutation(codes[0])[None, :]
+    assert context_accuracy(counts, shuffled, targets) < 0.6
