@@ -4,15 +4,19 @@
 
 Features of every split are computed once under no_grad and cached (the reference code re-embedded
 the data every epoch); the label map comes from the training split alone and is saved with the model;
-the epoch with the best validation accuracy is kept. Outputs in ``out`` (written all at once):
-``model/`` (safetensors + config with the label map), ``history.json``, ``predictions.tsv``
-(split, id, true EC, predicted EC, score), ``metrics.json`` (layout in docs/classifier.md),
-``tradeoff.json`` + ``tradeoff.png`` (hierarchy-aware decoding over a grid of thresholds).
+the epoch with the best validation accuracy is kept. Valid is scored beside the test splits (the
+settings are chosen there: scripts/tune_classifier.py), and every block counts its distinct predictions,
+so a model that answers one EC for every gene shows. ``tau: -1`` takes the decoding threshold with the
+best Valid hF. Outputs in ``out`` (written all at once): ``model/`` (safetensors + config with the label
+map), ``history.json``, ``predictions.tsv`` (split, id, true EC, predicted EC, score), ``metrics.json``
+(layout in docs/classifier.md), ``tradeoff.json`` + ``tradeoff.png`` (hierarchy-aware decoding over a grid
+of thresholds).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +31,7 @@ from biotalk.data import load_benchmark
 from biotalk.data.identity import gene_ids, identity_to_train
 from biotalk.data.schema import TEST_SPLITS, Benchmark
 from biotalk.embeddings import embed_cached, usable_poolings
-from biotalk.hierarchy import decode_hierarchical, tradeoff
+from biotalk.hierarchy import best_tau, hierarchy_scores, threshold, tradeoff
 from biotalk.io import atomic_dir, write_json, write_text
 from biotalk.metrics import score_genes
 from biotalk.models.classifier import MLPConfig, fit_classifier, predict_proba
@@ -37,6 +41,8 @@ from biotalk.training import resolve_device
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+EVAL_SPLITS = ("valid", *TEST_SPLITS)  # scored by every run; settings are chosen on "valid" alone
 
 
 @dataclass
@@ -49,20 +55,38 @@ class ClassifierConfig:
     embed_batch_size: int = 64
     device: str = "auto"  # auto: cuda when available
     mlp: MLPConfig = field(default_factory=MLPConfig)
-    tau: float = 0.0  # hierarchy-aware decoding threshold for predictions.tsv; 0 = the argmax class
+    tau: float = 0.0  # hierarchy-aware decoding threshold; 0 = the argmax class; < 0: the tau_grid value best on Valid
     tau_grid: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99])
     out: Path = Path("runs/classifier/mini")
 
 
-def split_features(cfg: ClassifierConfig, splits, device: str) -> dict[str, np.ndarray]:
-    """Pooled embeddings of every split, computed once under no_grad and cached on disk by content."""
-    encoder = load_dna_encoder(cfg.encoder).to(device).eval()
-    pooling = usable_poolings(encoder, [cfg.pooling])[0]  # the k-mer spectrum has its own single pooling
+def split_features(splits: Mapping[str, object], encoder: str, pooling: str, cache_dir: Path, tag: str,
+                   batch_size: int, device: str) -> dict[str, np.ndarray]:  # fmt: skip
+    """Pooled embeddings of every split of ``splits`` (tables with a ``Sequence`` column), computed once
+    under no_grad and cached on disk by content (cache names ``{tag}-{split}``)."""
+    model = load_dna_encoder(encoder).to(device).eval()
+    pooling = usable_poolings(model, [pooling])[0]  # the k-mer spectrum has its own single pooling
     return {
-        name: embed_cached(encoder, list(ds["Sequence"]), [pooling], cfg.cache_dir, tag=f"{cfg.benchmark}-{name}",
-                           batch_size=cfg.embed_batch_size)[pooling]
-        for name, ds in splits.items()
+        name: embed_cached(model, list(rows["Sequence"]), [pooling], cache_dir, tag=f"{tag}-{name}",
+                           batch_size=batch_size)[pooling]
+        for name, rows in splits.items()
     }
+
+
+def distinct_predictions(preds: Sequence[str | None]) -> int:
+    """How many different ECs (or partial EC nodes) a model answers: 1 is a constant predictor."""
+    return len({p for p in preds if p is not None})
+
+
+def score_split(rows, preds: Sequence[str | None], identity: Sequence[float | None] | None = None) -> dict:
+    """The metric block of one split (genes as samples, ``score_genes``) plus ``distinct_predictions``."""
+    block = score_genes(gene_ids(rows), list(rows["EC"]), preds, identity)
+    return {**block, "distinct_predictions": distinct_predictions(preds)}
+
+
+def choose_tau(tau: float, valid_curve: list[dict]) -> tuple[float, str]:
+    """The decoding threshold and where it came from: the config's, or (``tau < 0``) the best Valid hF."""
+    return (float(tau), "config") if tau >= 0 else (best_tau(valid_curve), "valid")
 
 
 def plot_tradeoff(curves: dict[str, list[dict]], path: Path) -> None:
@@ -82,23 +106,26 @@ def plot_tradeoff(curves: dict[str, list[dict]], path: Path) -> None:
 def main(cfg: ClassifierConfig) -> dict:
     device = resolve_device(cfg.device)
     splits = load_benchmark(cfg.data, benchmark=cfg.benchmark)
-    features = split_features(cfg, splits, device)
+    features = split_features(splits, cfg.encoder, cfg.pooling, cfg.cache_dir, cfg.benchmark,
+                              cfg.embed_batch_size, device)
 
     model, history = fit_classifier(
         features["train"], splits["train"]["EC"], features["valid"], splits["valid"]["EC"], cfg.mlp, device
     )
 
-    metrics, curves, tables = {}, {}, []
-    identity = identity_to_train(cfg.data, cfg.benchmark, splits, cache_dir=cfg.cache_dir)
-    for split in TEST_SPLITS:
-        true = list(splits[split]["EC"])
+    identity = identity_to_train(cfg.data, cfg.benchmark, splits, cache_dir=cfg.cache_dir)  # test splits only
+    nodes, curves = {}, {}
+    for split in EVAL_SPLITS:
         probs = predict_proba(model, features[split])
-        preds, scores = decode_hierarchical(probs, model.labels, cfg.tau)
-        genes = gene_ids(splits[split])
-        metrics[split] = score_genes(genes, true, preds, identity.get(split))
-        curves[split] = tradeoff(probs, model.labels, true, cfg.tau_grid, genes)
-        tables.append(pl.DataFrame({"split": split, "id": list(splits[split]["RecordId"]), "true_ec": true,
-                                    "predicted_ec": preds,
+        nodes[split] = hierarchy_scores(probs, model.labels)
+        curves[split] = tradeoff(probs, model.labels, list(splits[split]["EC"]), cfg.tau_grid, gene_ids(splits[split]))
+    tau, tau_from = choose_tau(cfg.tau, curves["valid"])
+    metrics, tables = {"tau": tau, "tau_from": tau_from}, []
+    for split in EVAL_SPLITS:
+        preds, scores = threshold(*nodes[split], tau)
+        metrics[split] = score_split(splits[split], preds, identity.get(split))
+        tables.append(pl.DataFrame({"split": split, "id": list(splits[split]["RecordId"]),
+                                    "true_ec": list(splits[split]["EC"]), "predicted_ec": preds,
                                     "score": [None if np.isnan(v) else float(v) for v in scores]},
                                    schema_overrides={"predicted_ec": pl.String, "score": pl.Float64}))
 
@@ -110,8 +137,9 @@ def main(cfg: ClassifierConfig) -> dict:
         write_json(out / "metrics.json", metrics)
         write_json(out / "tradeoff.json", curves)
         plot_tradeoff(curves, out / "tradeoff.png")
-    for split in TEST_SPLITS:
-        print(f"{split}: {block_line(metrics[split])}")
+    print(f"tau {tau:g} (from {tau_from})")
+    for split in EVAL_SPLITS:
+        print(f"{split}: {block_line(metrics[split])}; {metrics[split]['distinct_predictions']} distinct predictions")
     print(f"wrote {cfg.out}")
     return metrics
 

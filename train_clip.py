@@ -221,14 +221,14 @@ def main(cfg: Config) -> dict | None:
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 checkpoints.save(step, {"history": history})
         if cfg.eval.each_epoch:
-            result = evaluate_on_main(accelerator, model, names=valid_names, retrieval_split="valid", **eval_args)
+            result = evaluate_on_main(accelerator, model, names=valid_names, retrieval_split=None, knn=False, **eval_args)
             if cfg.eval.select == "best":
                 best = keep_if_best(accelerator, model, result, best, best_path)
             if is_main:
                 history.append({"epoch": epoch, "step": step, "selection_score": selection_score(result), **result})
                 accelerator.log({"valid/zero_shot_hF": result["zero_shot"]["valid"]["hF"],
                                  "valid/zero_shot_hierarchical_hF": result["zero_shot_hierarchical"]["valid"]["hF"],
-                                 "valid/dna_to_text_R@1": result["retrieval"]["dna_to_text"]["R@1"]}, step=step)
+                                 "selection_score": selection_score(result)}, step=step)
                 write_json(cfg.out / "metrics.json", {"history": history, "config": to_dict(cfg)})
     bar.close()
 

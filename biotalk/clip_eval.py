@@ -141,7 +141,7 @@ def evaluate(
     model: BioTalkClipModel,
     splits: dict[str, ClipSplit],
     names: Sequence[str],
-    retrieval_split: str,
+    retrieval_split: str | None,
     train: ClipSplit,
     candidates: Candidates,
     cfg: ClipEvalConfig,
@@ -149,9 +149,10 @@ def evaluate(
     cache_dir: Path | None = None,
     genes: dict[str, list[str]] | None = None,
     identity: dict[str, list[float | None]] | None = None,
+    knn: bool = True,
 ) -> dict:
     """Zero-shot and kNN on each split of ``names`` (train genes as the kNN index), retrieval on
-    ``retrieval_split``. With ``zero_shot_tau < 0`` each split's tau is the best of the grid on its
+    ``retrieval_split`` (None: no retrieval; ``knn=False``: no kNN, as in per-epoch selection). With ``zero_shot_tau < 0`` each split's tau is the best of the grid on its
     validation split (``tau_source``), which ``names`` must hold.
     Zero-shot blocks score genes (``genes[name]``, ``biotalk.data.identity.gene_ids``; default one per
     record), with ``by_identity`` for the splits of ``identity`` (``identity_to_train``)."""
@@ -161,7 +162,7 @@ def evaluate(
     cand = candidate_vectors(model, candidates, cache_dir)
     scale = model.scale().float().item()
     index = knn_index(train, cfg.knn_max_index, seed)
-    index_vectors = model.get_dna_features(index.sequences, cfg.batch_size).numpy()
+    index_vectors = model.get_dna_features(index.sequences, cfg.batch_size).numpy() if knn else None
     seen = set(train.ecs)
     out: dict = {"retrieval": {}, "zero_shot": {}, "zero_shot_hierarchical": {}, "zero_shot_tradeoff": {}, "knn": {}}
     nodes = {}
@@ -176,7 +177,8 @@ def evaluate(
         nodes[name] = hierarchy_scores(probs, candidates.ecs)
         out["zero_shot_tradeoff"][name] = tradeoff(probs, candidates.ecs, split.ecs, cfg.tau_grid,
                                                    genes.get(name, split.record_ids))
-        out["knn"][name] = knn_scores(index_vectors, index.ecs, dna, split.ecs, cfg.knn_k)
+        if knn:
+            out["knn"][name] = knn_scores(index_vectors, index.ecs, dna, split.ecs, cfg.knn_k)
     out["zero_shot_hierarchical"] = {"tau": {}, "tau_from": {}}
     for name in names:
         source = "config" if cfg.zero_shot_tau >= 0 else tau_source(name, names)

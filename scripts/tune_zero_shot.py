@@ -69,9 +69,9 @@ def main(cfg: Config) -> dict:
     genes = {name: gene_ids(bench[name]) for name in bench}
     rows = []
     for templates in tqdm(cfg.template_sets, desc="template sets"):
-        result = evaluate(model, splits, list(VALIDATION), "valid", splits["train"],
+        result = evaluate(model, splits, list(VALIDATION), None, splits["train"],
                           zero_shot_candidates(db, templates), replace(cfg.eval, zero_shot_templates=templates),
-                          cache_dir=cache_dir, genes=genes)  # fmt: skip
+                          cache_dir=cache_dir, genes=genes, knn=False)  # fmt: skip
         zs, zh = result["zero_shot"], result["zero_shot_hierarchical"]
         rows.append({"templates": templates, "valid_nearest": zs["valid"]["hF"], "valid_hier": zh["valid"]["hF"],
                      "valid2_nearest": zs[ZERO_SHOT_VALID]["hF"], "valid2_hier": zh[ZERO_SHOT_VALID]["hF"],

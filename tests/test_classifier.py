@@ -1,8 +1,10 @@
-"""The EC classifier: label map, training, hierarchy-aware decoding, and train_classifier.py end to end."""
+"""The EC classifier: label map, training, hierarchy-aware decoding, train_classifier.py end to end, and the
+Valid-only tuning of scripts/tune_classifier.py."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +18,13 @@ from biotalk.config import load_config
 from biotalk.data import load_benchmark
 from biotalk.data.identity import gene_ids
 from biotalk.ec import LabelMap
-from biotalk.hierarchy import decode_hierarchical, tradeoff
+from biotalk.hierarchy import best_tau, decode_hierarchical, tradeoff
 from biotalk.metrics import score_genes, score_predictions
 from biotalk.models.classifier import ECClassifier, MLPConfig, fit_classifier, predict_proba
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs/classifier/mini.yaml"
+TUNE_CONFIG = ROOT / "configs/classifier/tune_mini.yaml"
 CLASSES = ["1.2.3.4", "1.2.3.10", "1.2.4.1", "1.10.1.1", "2.7.7.7"]
 
 
@@ -120,11 +123,12 @@ def test_decoding_on_random_probabilities_is_argmax_at_zero_and_monotone_in_tau(
             assert score == pytest.approx(probs[row, members].sum()) and score >= tau
 
 
-def _run(mini_benchmark, tmp_path, name: str, *overrides: str) -> Path:
+def _run(mini_benchmark, tmp_path, name: str, *overrides: str, epochs: int | None = 3) -> Path:
     script = load_script("train_classifier.py")
     out = tmp_path / name
+    short = [] if epochs is None else [f"mlp.epochs={epochs}"]  # None: the config's own settings
     cfg = load_config(script.ClassifierConfig, CONFIG, [f"data={mini_benchmark}", f"out={out}",
-                                                 f"cache_dir={tmp_path / 'cache'}", "mlp.epochs=3", *overrides])
+                                                 f"cache_dir={tmp_path / 'cache'}", *short, *overrides])
     script.main(cfg)
     return out
 
@@ -136,10 +140,14 @@ def test_train_classifier_end_to_end_is_seeded_aligned_and_well_formed(mini_benc
     assert (first / "metrics.json").read_text() == (second / "metrics.json").read_text()
 
     metrics = json.loads((first / "metrics.json").read_text())
-    assert set(metrics) == {"test1", "test2"}
-    for block in metrics.values():
-        assert set(block) == {"hP", "hR", "hF", "macro", "accuracy", "level_accuracy", "coverage", "n", "n_genes",
-                              "by_identity"}
+    assert set(metrics) == {"tau", "tau_from", "valid", "test1", "test2"}
+    assert (metrics["tau"], metrics["tau_from"]) == (0.0, "config")
+    block_keys = {"hP", "hR", "hF", "macro", "accuracy", "level_accuracy", "coverage", "n", "n_genes",
+                  "distinct_predictions"}
+    assert set(metrics["valid"]) == block_keys  # identity to train is stored for the test splits only
+    for split in ("test1", "test2"):
+        assert set(metrics[split]) == block_keys | {"by_identity"}
+    for block in (metrics[s] for s in ("valid", "test1", "test2")):
         assert set(block["macro"]) == {"hP", "hR", "hF"} and len(block["level_accuracy"]) == 4
         assert all(0.0 <= block[k] <= 1.0 for k in ("hP", "hR", "hF", "accuracy", "coverage"))
     splits = load_benchmark(mini_benchmark, "III")
@@ -151,7 +159,14 @@ def test_train_classifier_end_to_end_is_seeded_aligned_and_well_formed(mini_benc
 
     table = pl.read_csv(first / "predictions.tsv", separator="\t")
     assert table.columns == ["split", "id", "true_ec", "predicted_ec", "score"]
-    assert table.height == len(splits["test1"]) + len(splits["test2"])
+    assert table.height == len(splits["valid"]) + len(splits["test1"]) + len(splits["test2"])
+    for split in ("valid", "test1", "test2"):  # the distinct count is the table's, split by split
+        preds = table.filter(pl.col("split") == split)["predicted_ec"].drop_nulls()
+        assert metrics[split]["distinct_predictions"] == preds.n_unique()
+    valid = table.filter(pl.col("split") == "valid")
+    assert valid["id"].to_list() == list(splits["valid"]["RecordId"])
+    valid_genes = score_genes(gene_ids(splits["valid"]), valid["true_ec"].to_list(), valid["predicted_ec"].to_list())
+    assert valid_genes["hF"] == pytest.approx(metrics["valid"]["hF"])
     test1 = table.filter(pl.col("split") == "test1")
     assert test1["id"].to_list() == list(splits["test1"]["RecordId"])
     assert set(test1["predicted_ec"]) <= set(model.labels)  # tau = 0: full training classes only
@@ -170,3 +185,66 @@ def test_a_threshold_above_one_predicts_nothing(mini_benchmark, tmp_path):
     assert table["predicted_ec"].null_count() == table.height and table["score"].null_count() == table.height
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test1"]["coverage"] == 0.0 and metrics["test1"]["hR"] == 0.0
+
+
+def test_tau_minus_one_is_chosen_on_valid_and_decodes_every_split(mini_benchmark, tmp_path):
+    out = _run(mini_benchmark, tmp_path, "tau", "tau=-1", "mlp.standardize=true")
+    metrics = json.loads((out / "metrics.json").read_text())
+    curves = json.loads((out / "tradeoff.json").read_text())
+    assert metrics["tau_from"] == "valid"
+    assert metrics["tau"] == best_tau(curves["valid"])  # the Valid curve's best hF, whatever Test-I would pick
+    chosen = next(r for r in curves["valid"] if r["tau"] == metrics["tau"])
+    assert chosen["hF"] == max(r["hF"] for r in curves["valid"])
+    assert metrics["valid"]["hF"] == pytest.approx(chosen["hF"])
+    for split in ("test1", "test2"):  # the test splits are decoded at Valid's tau, not at their own best
+        row = next(r for r in curves[split] if r["tau"] == metrics["tau"])
+        assert metrics[split]["hF"] == pytest.approx(row["hF"])
+        assert metrics[split]["coverage"] == pytest.approx(row["coverage"])
+
+
+def test_the_default_config_does_not_predict_one_ec_for_every_valid_gene(mini_benchmark, tmp_path):
+    """The paper's plain MLP on k-mer spectra answered one EC for everything; the default is the Valid winner."""
+    out = _run(mini_benchmark, tmp_path, "default", epochs=None)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["valid"]["distinct_predictions"] > 1
+    assert metrics["test1"]["distinct_predictions"] > 1
+
+
+def _tune(data: Path, out: Path, tmp_path: Path, *overrides: str) -> dict:
+    script = load_script("scripts/tune_classifier.py")
+    cfg = load_config(script.TuneConfig, TUNE_CONFIG, [f"data={data}", f"out={out}", f"cache_dir={tmp_path / 'cache'}",
+                                                       "grid.epochs=[2]", "grid.lr=[1.0e-3]", *overrides])
+    return script.main(cfg)
+
+
+def test_tuning_reads_train_and_valid_only(mini_benchmark, tmp_path):
+    """A benchmark folder holding nothing but Benchmark-III Train and Valid: the tuner runs as on the full
+    build, so it never opened a test split (the full loader fails on that folder)."""
+    bare = tmp_path / "train-valid-only"
+    (bare / "Benchmark-III").mkdir(parents=True)
+    for name in ("Train.parquet", "Valid.parquet"):
+        shutil.copy(mini_benchmark / "Benchmark-III" / name, bare / "Benchmark-III" / name)
+    with pytest.raises(FileNotFoundError):
+        load_benchmark(bare, "III")
+    bare_result = _tune(bare, tmp_path / "bare", tmp_path)
+    full_result = _tune(mini_benchmark, tmp_path / "full", tmp_path)
+    assert bare_result["rows"] == full_result["rows"] and bare_result["winner"] == full_result["winner"]
+
+    rows = bare_result["rows"]
+    assert [(r["standardize"], r["lr"], r["epochs"]) for r in rows] == [(False, 1e-3, 2), (True, 1e-3, 2)]
+    n_valid_genes = len(set(gene_ids(load_benchmark(mini_benchmark, "III")["valid"])))
+    assert all(r["n_genes"] == n_valid_genes and r["distinct_predictions"] >= 1 for r in rows)
+    table = (tmp_path / "bare" / "tune.md").read_text()
+    assert "Valid hF" in table and "**(winner)**" in table
+    assert not any(word in table.lower() for word in ("test", "test1", "test2"))  # Valid columns only
+    saved = json.loads((tmp_path / "bare" / "tune.json").read_text())
+    assert saved["split"] == "valid" and saved["winner"] == bare_result["winner"]
+
+
+def test_a_model_answering_one_ec_cannot_win_the_tuning():
+    script = load_script("scripts/tune_classifier.py")
+    rows = [{"hF": 0.30, "distinct_predictions": 1}, {"hF": 0.20, "distinct_predictions": 5},
+            {"hF": 0.20, "distinct_predictions": 9}]
+    assert script.pick_winner(rows, min_distinct=2) is rows[1]  # the constant model is out; ties: the earlier
+    assert script.pick_winner(rows, min_distinct=1) is rows[0]
+    assert script.pick_winner(rows[:1], min_distinct=2) is rows[0]  # all constant: the best of them
