@@ -176,16 +176,19 @@ def table5(cells: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def clip_summary(metrics: dict) -> str:
-    """A small markdown table of the scores in a ``train_clip.py`` metrics.json."""
+def clip_summary(metrics: dict, baselines: list[dict] = ()) -> str:
+    """A small markdown table of the scores in a ``train_clip.py`` metrics.json, with the ``baselines`` (Table 4
+    rows of the same benchmark: ``split``, ``method``, a metric block) on the same test splits beside them."""
     rows = ["| metric | Test-I | Test-II |", "|---|---|---|"]
-    for key, label in (("zero_shot", "zero-shot hF (nearest EC)"), ("zero_shot_hierarchical", "zero-shot hF (hierarchical)")):
-        if key in metrics:
-            tests = [metrics[key][t] for t in TEST_SPLITS]
-            rows.append(f"| {label} | {tests[0]['hF']:.4f} | {tests[1]['hF']:.4f} |")
-            if all("by_identity" in b for b in tests):
-                bins = zip(IDENTITY_BINS, *map(identity_cells, tests), strict=True)
-                rows += [f"| {label}, identity to train {bin_label(name)} | {a} | {b} |" for name, a, b in bins]
+    blocks = [(label, [metrics[key][t] for t in TEST_SPLITS]) for key, label in (
+        ("zero_shot", "zero-shot hF (nearest EC)"), ("zero_shot_hierarchical", "zero-shot hF (hierarchical)"))
+        if key in metrics]  # fmt: skip
+    methods = dict.fromkeys(r["method"] for r in baselines)
+    for method in methods:
+        by_split = {r["split"]: r for r in baselines if r["method"] == method}
+        if all(t in by_split for t in TEST_SPLITS):
+            blocks.append((f"{method}, same split", [by_split[t] for t in TEST_SPLITS]))
+    rows += [f"| {label} | {tests[0]['hF']:.4f} | {tests[1]['hF']:.4f} |" for label, tests in blocks]
     knn = metrics.get("knn", {})
     if knn:
         rows.append(f"| shared-space DNA kNN hP, k=1 | {knn['test1']['k=1']:.4f} | {knn['test2']['k=1']:.4f} |")
@@ -194,4 +197,7 @@ def clip_summary(metrics: dict) -> str:
         if direction in retrieval:
             r = retrieval[direction]
             rows.append(f"| {direction.replace('_', ' ')} R@1/5/10 | {r['R@1']:.3f} / {r['R@5']:.3f} / {r['R@10']:.3f} | |")
+    strata = [{**block, "label": label, "split": t}
+              for label, tests in blocks for t, block in zip(TEST_SPLITS, tests, strict=True)]
+    rows += _identity_table(strata, ["metric", "test"], lambda r: [r["label"], TEST_NAMES[r["split"]]])
     return "\n".join(rows)

@@ -1,4 +1,5 @@
-"""The main job on the embedded mini data: build the benchmark, train BioTalk-CLIP, print its scores.
+"""The main job on the embedded mini data: build the benchmark, train BioTalk-CLIP, print its scores beside
+the majority-class and MMseqs2 homology baselines on the same test splits.
 
     python scripts/demo.py [--config configs/demo.yaml] [key=value ...]
 
@@ -51,14 +52,21 @@ def main(cfg: Config) -> None:
     if cfg.pretrain_steps > 0:
         pretrain_out = cfg.clip_out.parent / "lolbert"
         run("pretrain LOLBERT-mini", ["scripts/pretrain_lolbert.py", "--config", "configs/lolbert/mini.yaml",
-                                      f"steps={cfg.pretrain_steps}", f"out={pretrain_out}", f"seed={cfg.seed}"])
+                                      f"steps={cfg.pretrain_steps}", f"out={pretrain_out}", f"seed={cfg.seed}",
+                                      f"heldout_benchmark={cfg.benchmark_out}"])
         clip_args = ["--config", "configs/clip/mini_lolbert.yaml", f"model.dna_encoder={pretrain_out / 'final'}"]
     run("train BioTalk-CLIP", ["train_clip.py", *clip_args, f"data.path={cfg.benchmark_out}",
                                f"out={cfg.clip_out}", f"seed={cfg.seed}"])
     metrics = json.loads((cfg.clip_out / "metrics.json").read_text())
-    print(f"\nBioTalk-CLIP on the mini benchmark (Benchmark-{metrics['config']['data']['benchmark']}), "
-          f"{time.time() - start:.0f} s in all:\n")
-    print(clip_summary(metrics))
+    benchmark = metrics["config"]["data"]["benchmark"]
+    baselines_out = cfg.clip_out.parent / "baselines"
+    run("baselines on the same splits", ["scripts/table4.py", "--config", "configs/classifier/table4_mini.yaml",
+                                         f"data={cfg.benchmark_out}", f"benchmarks=[{benchmark}]", "encoders=[]",
+                                         f"out={baselines_out}"])
+    baselines = json.loads((baselines_out / "table4.json").read_text())["rows"]
+    print(f"\nBioTalk-CLIP on the mini benchmark (Benchmark-{benchmark}, epoch {metrics['selected']['epoch']} chosen "
+          f"on Valid/valid2), {time.time() - start:.0f} s in all:\n")
+    print(clip_summary(metrics, baselines))
 
 
 if __name__ == "__main__":

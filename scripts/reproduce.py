@@ -94,7 +94,12 @@ def main(cfg: Config) -> None:
             ["train_clip.py", "--config", "configs/clip/mini.yaml", f"data.path={cfg.benchmark}", f"out={out / 'clip'}",
              f"seed={cfg.seed}"], force)
         metrics = json.loads((out / "clip" / "metrics.json").read_text())
-        report += ["## BioTalk-CLIP (zero-shot over every ENZYME EC)", "", clip_summary(metrics), ""]
+        table4_json = out / "table4" / "table4.json"
+        rows = json.loads(table4_json.read_text())["rows"] if table4_json.is_file() else []
+        same = [r for r in rows if r["benchmark"] == metrics["config"]["data"]["benchmark"] and r["encoder"] is None]
+        report += ["## BioTalk-CLIP (zero-shot over every ENZYME EC), beside the Table 4 baselines of its benchmark", "",
+                   f"Epoch {metrics['selected']['epoch']} chosen on Valid/valid2 (`eval.select: best`).", "",
+                   clip_summary(metrics, same), ""]
     if "table5" in cfg.steps:
         cells = []
         for split in ("test1", "test2"):

@@ -78,7 +78,10 @@ def test_by_identity_bins_are_shown_by_every_table_and_the_console_line():
     assert len(text) == 10  # the block without by_identity has no identity row
     cells = table5([{"split": "test1", "shots": 0, **GENES, "partial": 0.0}]).splitlines()
     assert cells[-1] == "| test1 | 0-shot | n/a (0) | 0.7500 (1) | n/a (0) | 0.8889 (2) | 0.0000 (1) |"
-    summary = clip_summary({"zero_shot_hierarchical": {"test1": GENES, "test2": GENES}})
-    assert "| zero-shot hF (hierarchical), identity to train >=90 % | 0.8889 (2) | 0.8889 (2) |" in summary
+    baselines = [{"split": t, "method": "majority class (1.1.1.1)", **GENES} for t in ("test1", "test2")]
+    summary = clip_summary({"zero_shot_hierarchical": {"test1": GENES, "test2": GENES}}, baselines).splitlines()
+    assert "| majority class (1.1.1.1), same split | 0.6667 | 0.6667 |" in summary
+    assert "| zero-shot hF (hierarchical) | Test-II | n/a (0) | 0.7500 (1) | n/a (0) | 0.8889 (2) | 0.0000 (1) |" in summary
+    assert summary[-1] == "| majority class (1.1.1.1), same split | Test-II | n/a (0) | 0.7500 (1) | n/a (0) | 0.8889 (2) | 0.0000 (1) |"
     assert "identity" not in table4(rows[1:]) and "identity" not in clip_summary({"zero_shot": {"test1": BLOCK,
                                                                                                  "test2": BLOCK}})
