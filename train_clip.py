@@ -41,7 +41,14 @@ from biotalk.data.schema import ZERO_SHOT_VALID, Benchmark, benchmark_enzyme
 from biotalk.io import atomic_path, write_json
 from biotalk.losses import ClipLoss
 from biotalk.models.clip import build_clip_model
-from biotalk.training import CheckpointManager, TrainLog, adamw, make_accelerator, set_deepspeed_batch
+from biotalk.training import (
+    CheckpointManager,
+    TrainLog,
+    adamw,
+    fill_deepspeed_config,
+    make_accelerator,
+    seed_per_process,
+)
 
 
 @dataclass
@@ -172,8 +179,10 @@ def main(cfg: Config) -> dict | None:
     steps_per_epoch = math.ceil(len(sampler) / cfg.optim.grad_accum)
     total_steps = steps_per_epoch * cfg.optim.epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.optim.warmup_steps, total_steps)
-    set_deepspeed_batch(accelerator, cfg.optim.batch_size // accelerator.num_processes, cfg.optim.grad_accum)
+    fill_deepspeed_config(accelerator, cfg.optim.batch_size // accelerator.num_processes, cfg.optim.grad_accum,
+                          cfg.optim.max_grad_norm)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    seed_per_process(accelerator, cfg.seed)  # dropout: same weights everywhere, masks of each rank's own
 
     # -- checkpoints and log ------------------------------------------------------------------------------
     state = checkpoints.load(resume_from)

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, InitProcessGroupKwargs
 
+from biotalk.config import ConfigError
 from biotalk.io import write_json, write_text
 
 LOG_FILE = "train_log.jsonl"  # one JSON object per line, each with a "step"
@@ -58,15 +59,39 @@ def make_accelerator(
     )
 
 
-def set_deepspeed_batch(accelerator: Accelerator, micro_batch: int, grad_accum: int = 1) -> None:
-    """Tell DeepSpeed the batch sizes it cannot read off a batch sampler or a loop without a DataLoader
-    (``micro_batch`` per process and step); nothing without DeepSpeed. Call before ``prepare``."""
+def fill_deepspeed_config(accelerator: Accelerator, micro_batch: int, grad_accum: int = 1,
+                          max_grad_norm: float = 0.0) -> None:
+    """Fill the DeepSpeed config from the trainer's own settings; nothing without DeepSpeed. Call before
+    ``prepare``.
+
+    DeepSpeed cannot read the batch size off a batch sampler or a loop without a DataLoader (``prepare``
+    stops on "auto"), and it clips gradients itself: Accelerate's ``clip_grad_norm_`` is a no-op there and
+    "auto" clipping means 1.0 whatever the trainer says. So ``micro_batch`` (per process and step),
+    ``grad_accum`` and ``max_grad_norm`` (0: no clipping) are written into the config. A number the config
+    file states itself must agree with the trainer's: a mismatch stops the run instead of winning silently.
+    """
     plugin = accelerator.state.deepspeed_plugin
-    if plugin is not None:
-        plugin.deepspeed_config.update(
-            train_micro_batch_size_per_gpu=micro_batch,
-            train_batch_size=micro_batch * accelerator.num_processes * grad_accum,
-        )
+    if plugin is None:
+        return
+    wanted = {
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "train_batch_size": micro_batch * accelerator.num_processes * grad_accum,
+        "gradient_clipping": float(max_grad_norm),
+    }
+    config = plugin.deepspeed_config
+    clash = [f"{k}: {config[k]} in the DeepSpeed config, {v} from the trainer" for k, v in wanted.items()
+             if config.get(k, "auto") != "auto" and config[k] != v]
+    if clash:
+        raise ConfigError("the DeepSpeed config disagrees with the trainer (set these to \"auto\"): " + "; ".join(clash))
+    config.update(wanted)
+
+
+def seed_per_process(accelerator: Accelerator, seed: int) -> None:
+    """Seed torch's global RNG (dropout, on CPU and every GPU) with ``seed + process_index``. Call after the
+    model is built (from one seed, so every rank starts from the same weights) and before a checkpoint is
+    loaded (which restores each rank's own RNG state): without it every rank draws the same dropout masks.
+    Rank 0 draws what a one-process run draws."""
+    torch.manual_seed(seed + accelerator.process_index)
 
 
 def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:

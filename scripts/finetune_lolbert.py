@@ -14,6 +14,8 @@ tokenizer) that ``load_dna_encoder`` reads as an encoder, with its validation pr
 ``out/valid_predictions.parquet``. ``out/metrics.json`` holds the per-epoch history, ``out/train_log.jsonl``
 one line per epoch; ``out/checkpoints/step_N`` (one per epoch, ``biotalk.training``) lets ``resume=latest``
 carry on after the last finished epoch.
+``batch_size`` is per process; with several processes every one gets the same number of full batches
+(``deal_batches``), and under DeepSpeed the trainer fills its batch sizes and clipping (``grad_clip``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,14 @@ from biotalk.ec import LabelMap
 from biotalk.io import atomic_dir, atomic_path, write_json
 from biotalk.metrics import score_predictions
 from biotalk.rng import stream
-from biotalk.training import CheckpointManager, TrainLog, adamw, make_accelerator
+from biotalk.training import (
+    CheckpointManager,
+    TrainLog,
+    adamw,
+    fill_deepspeed_config,
+    make_accelerator,
+    seed_per_process,
+)
 
 
 @dataclass
@@ -70,6 +79,19 @@ def random_window(seq: str, max_nt: int, rng: np.random.Generator) -> str:
         return seq
     start = int(rng.integers(0, len(seq) - max_nt + 1))
     return seq[start : start + max_nt]
+
+
+def deal_batches(order: np.ndarray, batch_size: int, rank: int, world: int) -> list[np.ndarray]:
+    """Process ``rank``'s batches of an epoch in ``order``: batch i goes to process i mod ``world``. Every
+    process must get as many batches as the others (each step all-reduces; one short leaves the others
+    waiting forever), so with several processes the order is filled up by wrapping to its start until every
+    batch is full and their number divides evenly (Accelerate's ``even_batches``). One process: the plain
+    batches, the last one short."""
+    if world > 1:
+        per_process = -(-len(order) // (batch_size * world))
+        order = np.resize(order, per_process * world * batch_size)  # np.resize repeats from the start
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return batches[rank::world]
 
 
 def eval_windows(seq: str, max_nt: int, how: str) -> list[str]:
@@ -141,8 +163,10 @@ def main(cfg: FinetuneConfig) -> dict:
     total = steps_per_epoch * cfg.epochs
     optimizer = adamw(model, cfg.lr, cfg.weight_decay)
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(cfg.warmup_ratio * total), num_training_steps=total)
+    fill_deepspeed_config(accelerator, cfg.batch_size, max_grad_norm=cfg.grad_clip)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
+    seed_per_process(accelerator, cfg.seed)  # dropout: same weights everywhere, masks of each rank's own
     accelerator.print(f"{cfg.benchmark}: {len(seqs)} training records, {len(labels)} ECs, {len(valid)} validation records")
 
     state = checkpoints.load(resume_from)
@@ -151,8 +175,8 @@ def main(cfg: FinetuneConfig) -> dict:
     for epoch in range(state.get("epoch", 0) + 1, cfg.epochs + 1):
         rng = stream(cfg.seed, epoch)
         order = rng.permutation(len(seqs))
-        batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-        batches = batches[accelerator.process_index :: accelerator.num_processes][:steps_per_epoch]
+        batches = deal_batches(order, cfg.batch_size, accelerator.process_index, accelerator.num_processes)
+        batches = batches[:steps_per_epoch]
         model.train()
         losses = []
         for idx in tqdm(batches, desc=f"epoch {epoch}", disable=not accelerator.is_main_process):

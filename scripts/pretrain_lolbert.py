@@ -37,7 +37,14 @@ from biotalk.data.heldout_genes import heldout_loci
 from biotalk.io import atomic_dir, atomic_path, write_json, write_text
 from biotalk.models.lolbert import VOCAB, LolbertArch, build_lolbert_tokenizer, mask_tokens, roberta_config
 from biotalk.rng import stream
-from biotalk.training import CheckpointManager, TrainLog, adamw, make_accelerator
+from biotalk.training import (
+    CheckpointManager,
+    TrainLog,
+    adamw,
+    fill_deepspeed_config,
+    make_accelerator,
+    seed_per_process,
+)
 
 HELDOUT_STREAM = 2**31  # the held-out set's random stream (biotalk.rng); training steps use (step, process)
 FIRST_BASE_ID = VOCAB.index("G")  # ids below are S, P, /S, N, M: never MLM targets
@@ -190,8 +197,10 @@ def main(cfg: PretrainConfig) -> Path:
     optimizer = adamw(model, cfg.lr, cfg.weight_decay)
     # Not prepared: Accelerate would step it once per process; our steps are optimizer steps.
     scheduler = get_scheduler(cfg.schedule, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
+    fill_deepspeed_config(accelerator, cfg.batch_size, max_grad_norm=cfg.grad_clip)  # no DataLoader to read
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
+    seed_per_process(accelerator, cfg.seed)  # dropout: same weights everywhere, masks of each rank's own
 
     start = checkpoints.load(resume_from)["step"]
     log = TrainLog(cfg.out, start, accelerator.is_main_process)
@@ -229,9 +238,10 @@ def main(cfg: PretrainConfig) -> Path:
 
     final = cfg.out / "final"
     accelerator.wait_for_everyone()
+    weights = accelerator.get_state_dict(model)  # on every process: under ZeRO-3 it gathers the shards
     if accelerator.is_main_process:
         with atomic_dir(final) as tmp:
-            accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=accelerator.get_state_dict(model))
+            accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=weights)
             tokenizer.save_pretrained(tmp)
         evals = [r for r in log.records() if "heldout_acc" in r]
         majority = majority_base_accuracy(eval_set)

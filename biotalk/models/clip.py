@@ -133,6 +133,7 @@ class BioTalkClipModel(PreTrainedModel):
         self.text_encoder = text
         self.dna_encoder.requires_grad_(not config.freeze_dna)
         self.text_encoder.requires_grad_(not config.freeze_text)
+        freeze_unused_pooler(self.text_encoder)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):  # CLIP's projection init: std = fan_in ** -0.5
@@ -274,6 +275,14 @@ def projection_head(kind: str, in_dim: int, hidden: int, out_dim: int) -> nn.Mod
     if kind == "linear":
         return nn.Linear(in_dim, out_dim, bias=False)
     return nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+
+
+def freeze_unused_pooler(text: nn.Module) -> None:
+    """A BERT pooler is never part of a sentence embedding: trainable, it gets no gradient and DDP stops at step
+    2. Frozen (not removed: the saved tower keeps its files), it stays out of DDP's reduction and the optimiser."""
+    for name, module in text.named_modules():
+        if name.rsplit(".", 1)[-1] == "pooler":
+            module.requires_grad_(False)
 
 
 def _dtype(module: nn.Module) -> torch.dtype:
