@@ -30,6 +30,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 from transformers import RobertaForMaskedLM, get_scheduler
 
+from biotalk.baselines import context_accuracy, context_counts
 from biotalk.cli import run
 from biotalk.config import to_dict
 from biotalk.data.genomes import cut_out, draw_fragments, read_genomes, split_regions
@@ -60,6 +61,7 @@ class PretrainConfig:
     heldout_benchmark: Path | None = None
     heldout_splits: list[Literal["test1", "test2", "valid2"]] = field(default_factory=lambda: ["test1", "test2", "valid2"])
     heldout_identity: float = 0.5
+    context_flank: int = 0  # > 0: also score a count model that reads a base from this many neighbours per side
     cache_dir: Path | None = Path("cache/clusters")  # MMseqs2 search cache, shared with the builder
     max_nt: int = 510  # reads longer than this keep their first max_nt bases (model window: 510)
     rc_prob: float = 0.5
@@ -141,6 +143,25 @@ def majority_base_accuracy(batches) -> float:
     return (torch.bincount(labels).max() / labels.numel()).item()
 
 
+TOKEN_BASE = np.full(len(VOCAB), -1, dtype=np.int64)  # token id -> base code of biotalk.baselines (A C G T)
+TOKEN_BASE[[VOCAB.index(base) for base in "ACGT"]] = np.arange(4)
+
+
+def context_floor(regions, batches, flank: int) -> float:
+    """Held-out accuracy of a count model that predicts each masked base from its ``flank`` true neighbours on
+    each side, counted over the training regions (both strands). It sees the true bases around a target even
+    where LOLBERT sees other masks, so it is a generous floor: a model that learnt local context beats it."""
+    counts = context_counts([r.sequence for r in regions], flank)
+    correct = total = 0
+    for batch in batches:
+        labels, ids = batch["labels"].numpy(), batch["input_ids"].numpy()
+        targets = labels != -100
+        codes = TOKEN_BASE[np.where(targets, labels, ids)]
+        correct += context_accuracy(counts, codes, targets, flank) * targets.sum()
+        total += targets.sum()
+    return float(correct / total)
+
+
 def plot_curve(rows: list[dict], png_path: Path, majority: float) -> None:
     """Held-out loss and masked-base accuracy (log records holding them) against step, with the majority-base floor."""
     import matplotlib
@@ -191,6 +212,11 @@ def main(cfg: PretrainConfig) -> Path:
                   f"{cfg.heldout_benchmark} (>= {cfg.heldout_identity:.0%} identity), {cut_nt:,} nt cut from training")
         for reason in skipped:
             print(f"skipped {reason}")
+    floors = {"heldout_majority_base_acc": majority_base_accuracy(eval_set)}
+    if cfg.context_flank > 0 and accelerator.is_main_process:
+        floors[f"heldout_context{cfg.context_flank}_acc"] = context_floor(train_regions, eval_set, cfg.context_flank)
+        accelerator.print(f"held-out accuracy of a {cfg.context_flank}-neighbour count model: "
+                          f"{floors[f'heldout_context{cfg.context_flank}_acc']:.4f}")
 
     torch.manual_seed(cfg.seed)
     model = RobertaForMaskedLM(roberta_config(cfg.model))
@@ -244,10 +270,10 @@ def main(cfg: PretrainConfig) -> Path:
             accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=weights)
             tokenizer.save_pretrained(tmp)
         evals = [r for r in log.records() if "heldout_acc" in r]
-        majority = majority_base_accuracy(eval_set)
-        summary = {"steps": cfg.steps, "resumed_from": start, "wall_s": round(time.time() - started, 1),
-                   "heldout_majority_base_acc": majority, "train_nt": sum(map(len, train_regions)),
-                   "benchmark_genes_held_out": cut_genes, "benchmark_gene_nt_cut": cut_nt}  # fmt: skip
+        majority = floors["heldout_majority_base_acc"]
+        summary = {"steps": cfg.steps, "resumed_from": start, "wall_s": round(time.time() - started, 1), **floors,
+                   "train_nt": sum(map(len, train_regions)), "benchmark_genes_held_out": cut_genes,
+                   "benchmark_gene_nt_cut": cut_nt}  # fmt: skip
         if evals:
             summary.update(heldout_loss=evals[-1]["heldout_loss"], heldout_acc=evals[-1]["heldout_acc"])
             plot_curve(evals, cfg.out / "curve.png", majority)

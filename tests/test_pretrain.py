@@ -17,7 +17,7 @@ from transformers import AutoTokenizer, RobertaForMaskedLM
 from biotalk.config import load_config
 from biotalk.data.errors import InputError
 from biotalk.data.fragments import reverse_complement
-from biotalk.data.genomes import cut_out, draw_fragments, read_genomes, split_regions
+from biotalk.data.genomes import Region, cut_out, draw_fragments, read_genomes, split_regions
 from biotalk.data.heldout_genes import Locus, heldout_loci
 from biotalk.models.lolbert import VOCAB
 
@@ -27,6 +27,7 @@ TINY = [
     "model.num_hidden_layers=1", "model.hidden_size=32", "model.num_attention_heads=2",
     "model.intermediate_size=64", "batch_size=8", "max_nt=80", "eval_fragments=24", "eval_batch_size=16",
     "steps=6", "warmup_steps=2", "log_every=1", "eval_every=3", "save_every=2", "keep_checkpoints=2", "threads=1",
+    "context_flank=0",
 ]  # fmt: skip
 
 
@@ -124,6 +125,18 @@ def test_heldout_set_is_fixed_and_fully_masked(genomes):
         assert all(torch.equal(a[k], b[k]) for k in a)
         target = a["labels"] != -100
         assert target.sum() > 0 and (a["input_ids"][target] == VOCAB.index("M")).all()
+
+
+def test_a_context_count_model_beats_the_majority_base_on_held_out_dna(genomes):
+    """The floor LOLBERT must beat to have learnt local context: counted on the first 1 Mb of S. pyogenes, a
+    3-neighbour count model predicts masked bases of the rest of that genome better than its base composition."""
+    cfg = load_config(pretrain.PretrainConfig, ROOT / "configs/lolbert/mini.yaml", [*TINY, "eval_fragments=256"])
+    genome = next(r for r in genomes if r.source.startswith("Streptococcus_pyogenes"))
+    first = [Region(genome.source, genome.record, 0, 1_000_000, genome.sequence[:1_000_000])]
+    rest = [Region(genome.source, genome.record, 1_000_000, genome.end, genome.sequence[1_000_000:])]
+    batches = pretrain.heldout_batches(pretrain.build_lolbert_tokenizer(), rest, cfg)
+    floor = pretrain.context_floor(first, batches, 3)
+    assert pretrain.majority_base_accuracy(batches) + 0.01 < floor < 0.5
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
