@@ -286,12 +286,33 @@ def _encode_neighbours(y_true, neighbour_ecs) -> tuple[np.ndarray, np.ndarray]:
     return codes["y_true"], codes["neighbour_ecs"]
 
 
-def knn_hierarchical_precision(y_true: Sequence[str], neighbour_ecs: Sequence[Sequence[ECLike]]) -> float:
-    """The paper's kNN metric: per query, the best prefix overlap among its k neighbours divided by
-    the depth of the true EC, averaged over queries (the reference divided by the last neighbour's depth)."""
+def knn_precision_per_query(y_true: Sequence[str], neighbour_ecs: Sequence[Sequence[ECLike]]) -> np.ndarray:
+    """Each query's kNN hierarchical precision: the best prefix overlap among its k neighbours divided by
+    the depth of its true EC. A missing neighbour (None or blank: no hit) overlaps nothing and scores 0,
+    so a baseline that may find no neighbour is scored on every query, not only on the ones it answers."""
     true, nb = _encode_neighbours(y_true, neighbour_ecs)
     best = _overlap(true[:, None, :], nb).max(axis=1)
-    return float(np.mean(best / (true >= 0).sum(axis=1)))
+    return best / (true >= 0).sum(axis=1)
+
+
+def knn_hierarchical_precision(y_true: Sequence[str], neighbour_ecs: Sequence[Sequence[ECLike]]) -> float:
+    """The paper's kNN metric: ``knn_precision_per_query`` averaged over queries (the reference divided
+    by the last neighbour's depth; the true EC's depth is the denominator here)."""
+    return float(np.mean(knn_precision_per_query(y_true, neighbour_ecs)))
+
+
+def mean_by_identity(values: Sequence[float], identity: Sequence[float | None], key: str = "hP") -> dict[str, dict]:
+    """Per-query scores averaged within each of ``IDENTITY_BINS`` (identity to training, ``identity_bins``):
+    ``{bin: {key: mean or None when the bin is empty, "n": queries}}``, every bin present, in order."""
+    scores = np.asarray(values, dtype=np.float64)
+    if len(scores) != len(identity):
+        raise ValueError(f"identity has {len(identity)} values but there are {len(scores)} scores")
+    labels = np.asarray(identity_bins(identity), dtype=object)
+    out = {}
+    for name in IDENTITY_BINS:
+        inside = scores[labels == name]
+        out[name] = {key: float(inside.mean()) if len(inside) else None, "n": len(inside)}
+    return out
 
 
 def level_accuracy_at_k(y_true: Sequence[str], neighbour_ecs: Sequence[Sequence[ECLike]]) -> list[float]:

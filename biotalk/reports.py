@@ -8,7 +8,7 @@ columns or tables of their own, labelled not comparable, never mixed into ours.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from biotalk.data.schema import BENCHMARKS, TEST_SPLITS
 from biotalk.metrics import IDENTITY_BINS
@@ -109,8 +109,40 @@ def table1(stats: dict[str, dict[str, dict[str, int]]]) -> str:
     return "\n".join(lines)
 
 
-def tables23(rows: list[dict], skipped: list[dict], settings: dict) -> str:
-    """Tables 2 (kNN hP at each k) and 3 (silhouette) from ``eval_embeddings.py`` rows and its config dict."""
+KNN_IDENTITY_HEAD = [f"hP@1 {bin_label(name)}" for name in IDENTITY_BINS]
+KNN_IDENTITY_NOTE = ("kNN hP at k=1 per bin of the query's identity to the benchmark's training proteins (MMseqs2, "
+                     "80 % coverage; queries per bin in brackets)")
+SINGLE_NEIGHBOUR = "single neighbour"
+
+
+def _table2_who(r: dict) -> list[str]:
+    """The encoder and pooling cells of a Table 2 row; a baseline row (``method``) names its method instead."""
+    if "method" not in r:
+        return [r["encoder"], r["pooling"]]
+    detail = f" = {r['ec']}" if r.get("ec") else ""
+    if r.get("max_evalue") is not None:
+        detail = f", e <= {r['max_evalue']:g}, {r['coverage']:.0%} with a hit"
+    return [r["method"] + detail, SINGLE_NEIGHBOUR]
+
+
+def _knn_identity_table(rows: list[dict]) -> list[str]:
+    """Table 2's by-identity companion at k=1: one line per row with ``hP_by_identity``."""
+    shown = [r for r in rows if r.get("hP_by_identity")]
+    if not shown:
+        return []
+    head = ["benchmark", "encoder", "pooling", *KNN_IDENTITY_HEAD]
+    lines = ["", "### Table 2 by identity to training (k=1)", "", KNN_IDENTITY_NOTE + ".", "",
+             "| " + " | ".join(head) + " |", "|---|---|---|" + "---:|" * len(IDENTITY_BINS)]
+    for r in shown:
+        cells = [f"{fmt(b['hP'])} ({b['n']})" for b in (r["hP_by_identity"][name] for name in IDENTITY_BINS)]
+        lines.append("| " + " | ".join([r["benchmark"], *_table2_who(r), *cells]) + " |")
+    return lines
+
+
+def tables23(rows: list[dict], skipped: list[dict], settings: dict, baselines: Sequence[dict] = ()) -> str:
+    """Tables 2 (kNN hP at each k) and 3 (silhouette) from ``eval_embeddings.py`` rows and its config dict;
+    the ``baselines`` (rows with ``method``) follow each benchmark's encoder rows in Table 2 and its
+    by-identity companion, and take no part in Table 3."""
     s = settings
     ks = [str(k) for k in s["ks"]]
     lines = [
@@ -121,9 +153,16 @@ def tables23(rows: list[dict], skipped: list[dict], settings: dict) -> str:
         "| benchmark | encoder | pooling | " + " | ".join(f"k={k}" for k in ks) + " | queries | index |",
         "|---|---|---|" + "---:|" * (len(ks) + 2),
     ]
-    for r in rows:
+    benches = list(dict.fromkeys(r["benchmark"] for r in [*rows, *baselines]))
+    table2 = [r for b in benches for r in [*rows, *baselines] if r["benchmark"] == b]
+    for r in table2:
         hp = " | ".join(fmt(r["hP"][k]) for k in ks)
-        lines.append(f"| {r['benchmark']} | {r['encoder']} | {r['pooling']} | {hp} | {r['n_queries']} | {r['n_index']} |")
+        lines.append(f"| {r['benchmark']} | {' | '.join(_table2_who(r))} | {hp} | {r['n_queries']} | {r['n_index']} |")
+    if baselines:
+        lines += ["", f"Baselines on the same queries, scored by the same metric with a {SINGLE_NEIGHBOUR} per query "
+                  "(the same value at every k): the majority training EC, and the EC of the query protein's best "
+                  "MMseqs2 hit among the training proteins (a query without a hit scores 0)."]
+    lines += _knn_identity_table(table2)
     lines += ["", "## Table 3: silhouette", "", "| benchmark | encoder | pooling | silhouette | samples | classes | note |",
               "|---|---|---|---:|---:|---:|---|"]
     for r in rows:

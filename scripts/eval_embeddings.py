@@ -8,6 +8,12 @@ For every encoder x benchmark x pooling:
   (inner product on normalised vectors) by default, ``metric=l2`` for the reference code's raw L2.
 - Table 3: silhouette of the embeddings grouped by EC, on a seeded stratified sample of one split.
 
+Beside them, per benchmark and on the same queries, two baselines scored by the same kNN metric with a
+single neighbour (so one value at every k): the majority training EC, and the EC of the best MMseqs2 hit
+of the query's protein among the training proteins (no hit: no neighbour, precision 0). When the queries
+are a held-out split (test1, test2, valid2), every row also gets ``hP_by_identity``: hP at k = 1 per bin
+of the query's identity to the benchmark's training proteins (``biotalk.data.identity``).
+
 Balancing duplicates (``IsDuplicate``) are left out of the index and the silhouette sample: an exact
 copy adds no information and would fill neighbour slots with itself. An encoder whose directory is
 missing or cannot be loaded is skipped with a warning. Writes ``out/tables.md`` and ``out/tables.json``;
@@ -23,20 +29,33 @@ from typing import Literal
 
 import numpy as np
 
+from biotalk.baselines import homology_transfer, majority_class
 from biotalk.cli import run
 from biotalk.config import to_dict
 from biotalk.data import load_benchmark
-from biotalk.data.schema import Benchmark, Split
+from biotalk.data.identity import identity_to_train, proteins
+from biotalk.data.schema import SHARED_SPLITS, Benchmark, Split
 from biotalk.embeddings import embed_cached, usable_poolings
 from biotalk.io import write_json, write_text
 from biotalk.knn import knn_predict_ecs, knn_search
-from biotalk.metrics import knn_hierarchical_precision, level_accuracy_at_k
+from biotalk.metrics import knn_precision_per_query, level_accuracy_at_k, mean_by_identity
 from biotalk.models.encoders import DNAEncoder, load_dna_encoder
 from biotalk.reports import PAPER_LABEL, PAPER_MODELS, PAPER_TABLE2, PAPER_TABLE3, tables23
 from biotalk.silhouette import silhouette
 from biotalk.training import resolve_device
 
 log = logging.getLogger("eval_embeddings")
+MAJORITY = "majority class (EC)"
+HOMOLOGY = "homology transfer (MMseqs2 best hit)"
+
+
+@dataclass
+class HomologyConfig:
+    """The homology baseline's search (as ``scripts/table4.py``) and the identity search's threads."""
+
+    max_evalue: float = 1e-5
+    sensitivity: float = 5.7
+    threads: int = 2
 
 
 @dataclass
@@ -59,6 +78,7 @@ class EvalConfig:
     truncate: bool = False
     trust_remote_code: bool = False
     device: str = "auto"
+    homology: HomologyConfig = field(default_factory=HomologyConfig)
     cache_dir: Path = Path("cache/embeddings")
     out: Path = Path("runs/eval/mini")
 
@@ -96,7 +116,45 @@ def split_vectors(encoder: DNAEncoder, benchmarks: dict, cfg: EvalConfig) -> dic
                 for split, split_seqs in per_split.items()} for b, per_split in seqs.items()}
 
 
-def evaluate(name: str, benchmark: str, splits, vectors: dict, cfg: EvalConfig) -> list[dict]:
+def knn_scores(query_ecs: list[str], neighbours: list[list], ks: list[int], identity: list | None) -> dict:
+    """hP and level accuracy at each k; with ``identity`` (one per query), hP at k = 1 per identity bin."""
+    per_query = {k: knn_precision_per_query(query_ecs, [n[:k] for n in neighbours]) for k in dict.fromkeys([1, *ks])}
+    scores = {"hP": {str(k): float(np.mean(per_query[k])) for k in ks},
+              "level_accuracy": {str(k): level_accuracy_at_k(query_ecs, [n[:k] for n in neighbours]) for k in ks}}
+    if identity is not None:
+        scores["hP_by_identity"] = mean_by_identity(per_query[1], identity)
+    return scores
+
+
+def query_identity(cfg: EvalConfig, benchmark: str, splits) -> list[float | None] | None:
+    """Each query's identity to the benchmark's training proteins; None unless the queries are held out."""
+    if cfg.query_split not in SHARED_SPLITS:
+        return None
+    found = identity_to_train(cfg.data, benchmark, splits, cfg.homology.threads, cache_dir=cfg.cache_dir)
+    return found[cfg.query_split]
+
+
+def baseline_rows(benchmark: str, splits, cfg: EvalConfig, identity: list | None) -> list[dict]:
+    """The majority and homology baselines on the queries, each as a single neighbour per query."""
+    train, queries = splits[cfg.index_split], splits[cfg.query_split]
+    query_ecs = list(queries["EC"])
+    majority = majority_class(train["EC"], train["IsDuplicate"])
+    found, _ = homology_transfer(proteins(queries), proteins(train), train["EC"], cfg.homology.max_evalue,
+                                 cfg.homology.threads, cfg.homology.sensitivity)
+    # A query without a hit has no neighbour: None, which knn_precision_per_query scores 0 (never skipped).
+    hits = [ec if ec else None for ec in found]
+    common = {"benchmark": benchmark, "encoder": None, "pooling": None, "neighbours": 1,
+              "n_index": len(unique_rows(train)), "n_queries": len(query_ecs)}
+    return [
+        {**common, "method": MAJORITY, "ec": majority, "coverage": 1.0,
+         **knn_scores(query_ecs, [[majority]] * len(query_ecs), cfg.ks, identity)},
+        {**common, "method": HOMOLOGY, "max_evalue": cfg.homology.max_evalue,
+         "coverage": sum(ec is not None for ec in hits) / len(hits),
+         **knn_scores(query_ecs, [[ec] for ec in hits], cfg.ks, identity)},
+    ]
+
+
+def evaluate(name: str, benchmark: str, splits, vectors: dict, cfg: EvalConfig, identity: list | None) -> list[dict]:
     poolings = list(vectors[cfg.query_split])
     index_rows = unique_rows(splits[cfg.index_split])
     index_ecs = np.asarray(splits[cfg.index_split]["EC"], dtype=object)[index_rows]
@@ -112,8 +170,7 @@ def evaluate(name: str, benchmark: str, splits, vectors: dict, cfg: EvalConfig) 
                          per_class=cfg.silhouette_per_class, seed=cfg.seed)
         rows.append({
             "encoder": name, "benchmark": benchmark, "pooling": pooling,
-            "hP": {str(k): knn_hierarchical_precision(query_ecs, [n[:k] for n in neighbours]) for k in cfg.ks},
-            "level_accuracy": {str(k): level_accuracy_at_k(query_ecs, [n[:k] for n in neighbours]) for k in cfg.ks},
+            **knn_scores(query_ecs, neighbours, cfg.ks, identity),
             "silhouette": None if np.isnan(sil.score) else sil.score, "silhouette_samples": sil.n_samples,
             "silhouette_classes": sil.n_classes, "silhouette_note": sil.reason, "n_index": len(index_rows), "n_queries": len(query_ecs),
         })
@@ -125,16 +182,18 @@ def main(cfg: EvalConfig) -> None:
     device = resolve_device(cfg.device)
     encoders, skipped = load_encoders(cfg, device)
     benchmarks = {b: load_benchmark(cfg.data, b) for b in cfg.benchmarks}
+    identity = {b: query_identity(cfg, b, splits) for b, splits in benchmarks.items()}
+    baselines = [r for b, splits in benchmarks.items() for r in baseline_rows(b, splits, cfg, identity[b])]
     rows = []
     for name, encoder in encoders.items():
         vectors = split_vectors(encoder, benchmarks, cfg)
         for benchmark, splits in benchmarks.items():
-            rows += evaluate(name, benchmark, splits, vectors[benchmark], cfg)
+            rows += evaluate(name, benchmark, splits, vectors[benchmark], cfg, identity[benchmark])
     rows.sort(key=lambda r: cfg.benchmarks.index(r["benchmark"]))  # stable: encoders keep their order
-    payload = {"config": to_dict(cfg), "rows": rows, "skipped": skipped,
+    payload = {"config": to_dict(cfg), "rows": rows, "baselines": baselines, "skipped": skipped,
                "paper": {"label": PAPER_LABEL, "models": PAPER_MODELS, "table2": PAPER_TABLE2, "table3": PAPER_TABLE3}}
     write_json(cfg.out / "tables.json", payload)
-    text = tables23(rows, skipped, payload["config"])
+    text = tables23(rows, skipped, payload["config"], baselines)
     write_text(cfg.out / "tables.md", text)
     print(text)
 

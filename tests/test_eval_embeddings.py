@@ -5,13 +5,16 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from biotalk.data import load_benchmark
 from biotalk.embeddings import embed_sequences
+from biotalk.metrics import IDENTITY_BINS, identity_bins, knn_hierarchical_precision
 from biotalk.models import load_dna_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,3 +93,45 @@ def test_embed_script(mini_benchmark, tmp_path):
     assert (out / "record_ids.txt").read_text().splitlines() == list(test["RecordId"])
     meta = json.loads((out / "meta.json").read_text())
     assert meta["poolings"] == ["spectrum"] and meta["rows"] == len(test)
+
+
+def test_eval_baselines_and_identity_strata(mini_benchmark, tmp_path):
+    """Every Table 2 number on the real mini data comes with its identity strata and the majority and homology
+    baselines scored on the same queries."""
+    out = tmp_path / "eval"
+    run("eval_embeddings.py", "--config", "configs/eval/mini.yaml", f"data={mini_benchmark}", "benchmarks=[III]",
+        "encoders=[kmer:3]", f"cache_dir={tmp_path / 'cache'}", f"out={out}")
+    result = json.loads((out / "tables.json").read_text())
+    splits = load_benchmark(mini_benchmark, "III")
+    train, queries = splits["train"], splits["test1"]
+    n = len(queries)
+    base = {r["method"]: r for r in result["baselines"]}
+    assert set(base) == {"majority class (EC)", "homology transfer (MMseqs2 best hit)"}
+    for row in base.values():
+        assert row["benchmark"] == "III" and row["n_queries"] == n and row["neighbours"] == 1
+        assert len(set(row["hP"].values())) == 1 and 0 <= row["hP"]["1"] <= 1  # one neighbour: one value at every k
+    counts = Counter(ec for ec, dup in zip(train["EC"], train["IsDuplicate"], strict=True) if not dup)
+    majority = min(counts, key=lambda ec: (-counts[ec], ec))
+    assert base["majority class (EC)"]["ec"] == majority
+    assert base["majority class (EC)"]["hP"]["1"] == knn_hierarchical_precision(list(queries["EC"]), [[majority]] * n)
+    homology = base["homology transfer (MMseqs2 best hit)"]
+    assert 0 < homology["coverage"] < 1  # the mini test set has queries with and without a hit
+    assert homology["hP"]["1"] <= homology["coverage"]  # a query without a hit counts, as precision 0
+
+    # identity strata: the builder's identity.parquet, binned here independently of the script
+    stored = pl.read_parquet(mini_benchmark / "identity.parquet").filter(pl.col("Benchmark") == "III")
+    known = dict(zip(stored["RecordId"], stored["MaxIdentity"], strict=True))
+    expected = Counter(identity_bins([known[rid] for rid in queries["RecordId"]]))
+    (knn,) = result["rows"]
+    assert "silhouette" in knn and set(knn["hP"]) == {"1", "3", "5"}  # the old layout is kept
+    for row in [knn, *base.values()]:
+        strata = row["hP_by_identity"]
+        assert set(strata) == set(IDENTITY_BINS)
+        assert {b: s["n"] for b, s in strata.items() if s["n"]} == dict(expected)
+        assert sum(s["n"] for s in strata.values()) == n
+        weighted = sum(s["hP"] * s["n"] for s in strata.values() if s["n"]) / n
+        assert weighted == pytest.approx(row["hP"]["1"], abs=1e-12)
+    table = (out / "tables.md").read_text()
+    assert f"| III | majority class (EC) = {majority} | single neighbour |" in table
+    assert "| III | homology transfer (MMseqs2 best hit), e <= 1e-05" in table
+    assert "### Table 2 by identity to training (k=1)" in table

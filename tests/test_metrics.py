@@ -10,10 +10,13 @@ from sklearn.exceptions import UndefinedMetricWarning
 
 from biotalk.ec import InvalidEC, ec_prefixes
 from biotalk.metrics import (
+    IDENTITY_BINS,
     hierarchical_prf,
     knn_hierarchical_precision,
+    knn_precision_per_query,
     level_accuracy,
     level_accuracy_at_k,
+    mean_by_identity,
     score_genes,
     score_predictions,
 )
@@ -287,3 +290,49 @@ def test_gene_accuracy_and_levels_by_hand():
     assert (block["hP"], block["hR"]) == (10 / 13, 10 / 17)
     records = score_predictions(true, pred)  # per record, gene a's second record is a miss
     assert records["accuracy"] == 2 / 5 and "n_genes" not in records
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 4).flatmap(
+    lambda k: st.lists(st.tuples(TRUTH, st.lists(PREDICTION, min_size=k, max_size=k)), min_size=1, max_size=25)))
+def test_knn_per_query_is_the_oracle_and_its_mean_the_metric(rows):
+    y_true, neighbours = map(list, zip(*rows, strict=True))
+    per_query = knn_precision_per_query(y_true, neighbours)
+    expected = [slow_best_overlap(t, nb) / len(ec_prefixes(t)) for t, nb in zip(y_true, neighbours, strict=True)]
+    assert per_query.shape == (len(rows),) and per_query.tolist() == pytest.approx(expected, rel=1e-12)
+    assert float(np.mean(per_query)) == knn_hierarchical_precision(y_true, neighbours)  # identical, not close
+
+
+def test_knn_missing_neighbour_scores_zero():
+    """A baseline without an answer (homology: no hit) is a query with precision 0, not a skipped query."""
+    scores = knn_precision_per_query(["1.2.3.4", "1.2.3.4", "2.1.-.-"], [[None], ["1.2.9.9"], [""]])
+    assert scores.tolist() == [0.0, 0.5, 0.0]
+    assert knn_hierarchical_precision(["1.2.3.4"] * 2, [[None], ["1.2.3.4"]]) == 0.5
+
+
+def test_mean_by_identity_by_hand():
+    values = [1.0, 0.5, 0.25, 0.0, 1.0, 0.75]
+    identity = [0.95, 0.9, None, 0.2, 0.5, float("nan")]  # 0.9 and 0.5 fall in the upper bin (edges are lower bounds)
+    assert mean_by_identity(values, identity) == {
+        "<30": {"hP": 0.0, "n": 1}, "30-50": {"hP": None, "n": 0}, "50-90": {"hP": 1.0, "n": 1},
+        ">=90": {"hP": 0.75, "n": 2}, "no hit": {"hP": 0.5, "n": 2}}
+    assert list(mean_by_identity([0.5], [0.4], key="x")) == list(IDENTITY_BINS)
+    assert mean_by_identity([0.5], [0.4], key="x")["30-50"] == {"x": 0.5, "n": 1}
+    with pytest.raises(ValueError, match="identity has 1 values but there are 2 scores"):
+        mean_by_identity([0.5, 0.5], [0.4])
+    with pytest.raises(ValueError, match="identity"):
+        mean_by_identity([0.5], [1.5])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.one_of(st.none(), st.floats(0, 1))), min_size=1, max_size=40))
+def test_mean_by_identity_recombines_to_the_overall_mean(pairs):
+    values, identity = map(list, zip(*pairs, strict=True))
+    bins = mean_by_identity(values, identity)
+    assert sum(b["n"] for b in bins.values()) == len(values)
+    total = sum(b["hP"] * b["n"] for b in bins.values() if b["n"])
+    assert total / len(values) == pytest.approx(np.mean(values), abs=1e-12)
+    for name, b in bins.items():
+        assert (b["hP"] is None) == (b["n"] == 0)
+        if b["n"]:
+            assert min(values) - 1e-12 <= b["hP"] <= max(values) + 1e-12, name

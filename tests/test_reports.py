@@ -85,3 +85,38 @@ def test_by_identity_bins_are_shown_by_every_table_and_the_console_line():
     assert summary[-1] == "| majority class (1.1.1.1), same split | Test-II | n/a (0) | 0.7500 (1) | n/a (0) | 0.8889 (2) | 0.0000 (1) |"
     assert "identity" not in table4(rows[1:]) and "identity" not in clip_summary({"zero_shot": {"test1": BLOCK,
                                                                                                  "test2": BLOCK}})
+
+
+def test_tables23_put_the_baselines_after_each_benchmarks_encoders_and_bin_hp_by_identity():
+    settings = {"data": "out/mini", "index_split": "train", "query_split": "test1", "metric": "cosine",
+                "silhouette_split": "train", "silhouette_metric": "cosine", "silhouette_per_class": 20, "seed": 0,
+                "ks": [1, 3], "benchmarks": ["III", "IV"]}
+    bins = {"<30": {"hP": 0.5, "n": 2}, "30-50": {"hP": None, "n": 0}, "50-90": {"hP": 1.0, "n": 1},
+            ">=90": {"hP": 0.75, "n": 4}, "no hit": {"hP": 0.0, "n": 2}}
+    row = {"encoder": "kmer:6", "pooling": "spectrum", "hP": {"1": 0.25, "3": 0.5}, "silhouette": 0.1,
+           "silhouette_samples": 3, "silhouette_classes": 2, "silhouette_note": "", "n_queries": 9, "n_index": 30}
+    rows = [{"benchmark": b, **row, "hP_by_identity": bins} for b in ("III", "IV")]
+    base = {"encoder": None, "pooling": None, "neighbours": 1, "hP": {"1": 0.125, "3": 0.125}, "n_queries": 9,
+            "n_index": 30, "hP_by_identity": bins}
+    baselines = [{"benchmark": "III", "method": "majority class (EC)", "ec": "2.7.7.7", "coverage": 1.0, **base},
+                 {"benchmark": "III", "method": "homology transfer (MMseqs2 best hit)", "max_evalue": 1e-5,
+                  "coverage": 0.5, **{**base, "hP_by_identity": None}}]
+    lines = tables23(rows, [], settings, baselines).splitlines()
+    table2 = [line for line in lines[: lines.index("## Table 3: silhouette")] if line.startswith("| III") or
+              line.startswith("| IV")]
+    assert table2[:4] == [
+        "| III | kmer:6 | spectrum | 0.2500 | 0.5000 | 9 | 30 |",
+        "| III | majority class (EC) = 2.7.7.7 | single neighbour | 0.1250 | 0.1250 | 9 | 30 |",
+        "| III | homology transfer (MMseqs2 best hit), e <= 1e-05, 50% with a hit | single neighbour | 0.1250 | 0.1250 "
+        "| 9 | 30 |",
+        "| IV | kmer:6 | spectrum | 0.2500 | 0.5000 | 9 | 30 |",
+    ]
+    head = lines.index("| benchmark | encoder | pooling | hP@1 <30 % | hP@1 30-50 % | hP@1 50-90 % | hP@1 >=90 % "
+                       "| hP@1 no hit |")
+    cells = "| 0.5000 (2) | n/a (0) | 1.0000 (1) | 0.7500 (4) | 0.0000 (2) |"
+    assert lines[head + 2 : head + 5] == [  # the homology row without identity bins has no line
+        f"| III | kmer:6 | spectrum {cells}", f"| III | majority class (EC) = 2.7.7.7 | single neighbour {cells}",
+        f"| IV | kmer:6 | spectrum {cells}"]
+    table3 = lines[lines.index("## Table 3: silhouette") :]
+    assert not any("majority" in line or "homology" in line for line in table3)
+    assert sum(line.startswith("| III | kmer:6 | spectrum | 0.1000") for line in table3) == 1
