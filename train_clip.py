@@ -10,7 +10,10 @@ Accelerate owns devices, mixed precision, gradient accumulation and checkpoints 
 gathers every process's features, so any number of processes trains like one. Evaluation is
 ``biotalk.clip_eval``. Outputs in ``out``: ``train_log.jsonl`` (one line per step),
 ``checkpoints/step_N`` (resume with ``resume=latest``), ``metrics.json`` (Valid after every epoch under
-``history``, the final metrics of Valid, Test-I and Test-II) and ``final/`` (``save_pretrained``).
+``history``, the final metrics of Valid, Test-I and Test-II) and ``final/`` (``save_pretrained``, float32).
+Evaluation runs on every process (genes embedded in shares, scored by the main process). ``out`` may be
+one shared folder or one node-local folder per machine (``biotalk.training.output_folder``): the main
+process chooses the checkpoint to resume and each machine resumes from its own copy.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from biotalk.cli import UsageError, run
-from biotalk.clip_eval import ClipEvalConfig, evaluate, selection_score, zero_shot_candidates
+from biotalk.clip_eval import ClipEvalConfig, epoch_subset, evaluate, selection_score, zero_shot_candidates
 from biotalk.config import to_dict
 from biotalk.data import load_benchmark
 from biotalk.data.clip_data import ClipBatchSampler, ClipCollator, ClipDataset, clip_split
@@ -47,6 +50,7 @@ from biotalk.training import (
     adamw,
     fill_deepspeed_config,
     make_accelerator,
+    output_folder,
     seed_per_process,
 )
 
@@ -75,6 +79,8 @@ class DataConfig:
     text_column: str = "DescriptionMasked"  # masked: the text never names the EC
     enzyme_dat: Path | None = None  # zero-shot candidates' ENZYME release; None: the one in path/build.json
     enzclass: list[Path] | None = None
+    num_workers: int = 0  # DataLoader worker processes (crops and tokenising beside the training step)
+    pin_memory: bool = True  # pinned batches, copied to the GPU asynchronously (CUDA only; ignored on the CPU)
 
 
 @dataclass
@@ -100,6 +106,7 @@ class Config:
     log_every: int = 10
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])  # tensorboard, wandb
     cache_dir: str = "cache/clip"  # frozen text-tower embeddings ('' = no disk cache)
+    dist_timeout_s: int = 3600  # process-group timeout (s): how long a process may wait at a collective
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -113,22 +120,19 @@ def check_dna_encoder(name: str) -> None:
                          f"(scripts/pretrain_lolbert.py) or pass model.dna_encoder=DIR or model.dna_encoder=kmer:6")
 
 
-def evaluate_on_main(accelerator: Accelerator, model, **kwargs) -> dict | None:
-    """``clip_eval.evaluate`` on the main process under the run's autocast; the other processes wait."""
-    accelerator.wait_for_everyone()
-    result = None
-    if accelerator.is_main_process:
-        with accelerator.autocast():
-            result = evaluate(accelerator.unwrap_model(model), **kwargs)
-    accelerator.wait_for_everyone()
-    return result
+def evaluate_all(accelerator: Accelerator, model, **kwargs) -> dict | None:
+    """``clip_eval.evaluate`` on every process under the run's autocast: each embeds its share of the genes,
+    the main process scores and gets the result (None elsewhere)."""
+    with accelerator.autocast():
+        return evaluate(accelerator.unwrap_model(model), accelerator=accelerator, **kwargs)
 
 
-def keep_if_best(accelerator: Accelerator, model, result: dict | None, best: float, path: Path) -> float:
-    """Save the weights to ``path`` when this epoch's validation ``selection_score`` beats ``best`` (the main
-    process scored it; every process learns the score); returns the best score so far."""
+def keep_if_best(accelerator: Accelerator, model, result: dict | None, best: float, path: Path, writer: bool) -> float:
+    """Save the weights to ``path`` (by each output folder's ``writer``) when this epoch's validation
+    ``selection_score`` beats ``best`` (the main process scored it; every process learns the score);
+    returns the best score so far."""
     score = broadcast_object_list([selection_score(result) if accelerator.is_main_process else None])[0]
-    if score > best and accelerator.is_main_process:
+    if score > best and writer:
         with atomic_path(path) as tmp:
             save_model(accelerator.unwrap_model(model), str(tmp))
     accelerator.wait_for_everyone()
@@ -143,15 +147,17 @@ def main(cfg: Config) -> dict | None:
     candidates = zero_shot_candidates(benchmark_enzyme(cfg.data.path, cfg.data.enzyme_dat, cfg.data.enzclass),
                                       cfg.eval.zero_shot_templates)
     trackers = [t for t in cfg.trackers if t != "wandb" or importlib.util.find_spec("wandb")]
+    pin_memory = cfg.data.pin_memory and torch.cuda.is_available()
     accelerator = make_accelerator(cfg.optim.mixed_precision, cfg.optim.grad_accum, split_batches=True,
-                                   log_with=trackers, project_dir=cfg.out)
+                                   log_with=trackers, project_dir=cfg.out, timeout_s=cfg.dist_timeout_s,
+                                   non_blocking=pin_memory)
     if cfg.eval.select == "best" and not cfg.eval.each_epoch:
         raise UsageError("eval.select=best chooses an epoch on validation: it needs eval.each_epoch=true")
     if cfg.optim.batch_size % accelerator.num_processes:
         raise UsageError(f"optim.batch_size: {cfg.optim.batch_size} is not divisible by "
                          f"{accelerator.num_processes} processes")
     checkpoints = CheckpointManager(accelerator, cfg.out / "checkpoints", cfg.keep_checkpoints)
-    resume_from = checkpoints.find(cfg.resume)
+    resume_from = checkpoints.find(cfg.resume)  # the main process's choice, on every process's own disk
     if len(trackers) < len(cfg.trackers):
         accelerator.print("wandb is not installed: logging to the other trackers only")
     set_seed(cfg.seed)
@@ -163,15 +169,15 @@ def main(cfg: Config) -> dict | None:
     train = splits["train"]
     sampler = ClipBatchSampler(train.ec_idx, cfg.optim.batch_size, cfg.seed, unique_ec=cfg.optim.ec_batches == "unique")
     accelerator.print(", ".join(f"{k}: {len(v)} records / {len(v.texts)} texts" for k, v in splits.items()))
+    checkpoints.writer = writer = output_folder(accelerator, cfg.out)  # inputs checked: now out is written
 
     # -- model, batches, loss -----------------------------------------------------------------------------
     model = build_clip_model(**asdict(cfg.model))
-    with accelerator.main_process_first():  # the main process fills the text cache, the others read it
-        train_text = model.sentence_embeddings(train.texts, cache_dir) if cfg.model.freeze_text else None
-    collate = ClipCollator(model.dna_encoder.tokenize, train.texts, train_text,
-                           None if cfg.model.freeze_text else model.text_encoder.preprocess)
+    collate = ClipCollator(model.dna_encoder.tokenize, train.texts,  # frozen text: the table is set after prepare
+                           text_tokenize=None if cfg.model.freeze_text else model.text_encoder.preprocess)
     train_set = ClipDataset(train, cfg.model.window_nt, random_crop=True, seed=cfg.seed)
-    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=collate)
+    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=collate,
+                                         num_workers=cfg.data.num_workers, pin_memory=pin_memory)
     loss_fn = ClipLoss(ec_aware=True)
 
     # -- optimiser and schedule ---------------------------------------------------------------------------
@@ -183,17 +189,23 @@ def main(cfg: Config) -> dict | None:
                           cfg.optim.max_grad_norm)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     seed_per_process(accelerator, cfg.seed)  # dropout: same weights everywhere, masks of each rank's own
+    if cfg.model.freeze_text:  # on the device, by the tower as prepared (DeepSpeed bf16: its own cache key)
+        with accelerator.local_main_process_first():  # each machine's main process fills the cache first
+            collate.text_features = accelerator.unwrap_model(model).sentence_embeddings(train.texts, cache_dir)
 
     # -- checkpoints and log ------------------------------------------------------------------------------
     state = checkpoints.load(resume_from)
-    step, history = state["step"], state.get("history", [])
+    step, history = state["step"], broadcast_object_list([state.get("history", [])])[0]  # the main process's
     best_path, best = cfg.out / "best_epoch.safetensors", max((h["selection_score"] for h in history), default=-1.0)
     valid_names = ["valid", *([ZERO_SHOT_VALID] if ZERO_SHOT_VALID in splits else [])]
-    log = TrainLog(cfg.out, step, is_main)
+    log = TrainLog(cfg.out, step, writer)
     accelerator.init_trackers("clip", config={k: str(v) for k, v in to_dict(cfg).items()})
+    with accelerator.local_main_process_first():
+        identity = identity_to_train(cfg.data.path, cfg.data.benchmark, bench, cache_dir=cache_dir)
     eval_args = {"splits": splits, "train": train, "candidates": candidates, "cfg": cfg.eval, "seed": cfg.seed,
-                 "cache_dir": cache_dir, "genes": {name: gene_ids(bench[name]) for name in bench},
-                 "identity": identity_to_train(cfg.data.path, cfg.data.benchmark, bench, cache_dir=cache_dir)}
+                 "cache_dir": cache_dir, "genes": {name: gene_ids(bench[name]) for name in bench}, "identity": identity}
+    epoch_splits, epoch_genes, epoch_identity = epoch_subset(splits, valid_names, eval_args["genes"], identity,
+                                                             cfg.eval.epoch_max_genes, cfg.seed)
 
     # -- training loop ------------------------------------------------------------------------------------
     model.train()
@@ -221,18 +233,22 @@ def main(cfg: Config) -> dict | None:
                 continue
             step += 1
             bar.update(1)
-            record = {"step": step, "epoch": epoch, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
-                      "logit_scale": out.logit_scale.item()}
-            log.write(record)
+            log.add({"step": step, "epoch": epoch, "loss": loss.detach(), "lr": scheduler.get_last_lr()[0],
+                     "logit_scale": out.logit_scale.detach()})  # read from the device at the next flush only
             if step % cfg.log_every == 0 or step == total_steps:
-                bar.set_postfix(loss=f"{record['loss']:.4f}", scale=f"{record['logit_scale']:.1f}")
-                accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
+                for record in log.flush()[-1:]:
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", scale=f"{record['logit_scale']:.1f}")
+                    accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                log.flush()
                 checkpoints.save(step, {"history": history})
+        log.flush()
         if cfg.eval.each_epoch:
-            result = evaluate_on_main(accelerator, model, names=valid_names, retrieval_split=None, knn=False, **eval_args)
+            result = evaluate_all(accelerator, model, **{**eval_args, "splits": epoch_splits, "genes": epoch_genes,
+                                                         "identity": epoch_identity},
+                                  names=valid_names, retrieval_split=None, knn=False)
             if cfg.eval.select == "best":
-                best = keep_if_best(accelerator, model, result, best, best_path)
+                best = keep_if_best(accelerator, model, result, best, best_path, writer)
             if is_main:
                 history.append({"epoch": epoch, "step": step, "selection_score": selection_score(result), **result})
                 accelerator.log({"valid/zero_shot_hF": result["zero_shot"]["valid"]["hF"],
@@ -244,8 +260,8 @@ def main(cfg: Config) -> dict | None:
     # -- the chosen epoch, final evaluation and model ------------------------------------------------------
     if cfg.eval.select == "best":
         load_model(accelerator.unwrap_model(model), str(best_path))
-    result = evaluate_on_main(accelerator, model, names=[*valid_names, "test1", "test2"], retrieval_split="test1",
-                              **eval_args)
+    result = evaluate_all(accelerator, model, names=[*valid_names, "test1", "test2"], retrieval_split="test1",
+                          **eval_args)
     if is_main:
         chosen = max(history, key=lambda h: h["selection_score"]) if cfg.eval.select == "best" else None
         selected = {"rule": cfg.eval.select, "epoch": chosen["epoch"] if chosen else cfg.optim.epochs - 1,

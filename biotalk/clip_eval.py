@@ -10,6 +10,10 @@ Everything is measured in the shared space (``get_dna_features`` / ``get_text_fe
   the query's EC among the top k.
 - kNN: hierarchical precision of the k nearest training genes, on the learned DNA vectors (the raw
   tower's features would only re-measure the tower, a Table 2 row).
+
+Under several processes (``accelerator=``) every process embeds its share of the genes and the vectors
+are gathered by index; the main process scores, zero-shot ``ZERO_SHOT_ROWS`` genes at a time (the genes x
+candidates probabilities never exist whole), and the others wait at the next collective.
 """
 
 from __future__ import annotations
@@ -22,18 +26,21 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from accelerate import Accelerator
 
 from biotalk.data.clip_data import ClipSplit
 from biotalk.data.describe import describe_ec
 from biotalk.data.enzyme import EnzymeDB
 from biotalk.data.schema import ZERO_SHOT_VALID
-from biotalk.hierarchy import best_tau, hierarchy_scores, threshold, tradeoff
+from biotalk.ec import ec_prefixes
+from biotalk.hierarchy import best_tau, hierarchy_scores, threshold
 from biotalk.knn import knn_predict_ecs, knn_search
 from biotalk.metrics import knn_hierarchical_precision, score_genes
 from biotalk.models.clip import BioTalkClipModel
 from biotalk.rng import stream
 
 RECALL_KS = (1, 5, 10)
+ZERO_SHOT_ROWS = 2048  # genes per zero-shot chunk: 2,048 x 6,239 candidates are 51 MB of float32
 
 
 @dataclass
@@ -47,6 +54,7 @@ class ClipEvalConfig:
     knn_max_index: int = 0  # cap on training genes in the kNN index (0 = all), seeded subsample
     zero_shot_templates: list[int] = field(default_factory=lambda: [0])  # description templates averaged per EC
     zero_shot_tau: float = -1.0  # hierarchical decoding threshold; < 0: chosen on Valid / valid2 (tau_source)
+    epoch_max_genes: int = 0  # per-epoch selection scores a seeded subsample of this many genes per split (0 = all)
     tau_grid: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
 
 
@@ -90,11 +98,41 @@ def zero_shot_probs(dna: np.ndarray, candidates: torch.Tensor, scale: float) -> 
     return torch.softmax(torch.tensor(scale) * torch.from_numpy(dna) @ candidates.t(), dim=1).numpy()
 
 
-def nearest_ec_scores(probs: np.ndarray, candidate_ecs: Sequence[str], split: ClipSplit, seen: set[str],
+def zero_shot_decode(dna: np.ndarray, candidates: torch.Tensor, scale: float, candidate_ecs: Sequence[str],
+                     rows: int = ZERO_SHOT_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per gene, the nearest candidate's index and ``hierarchy_scores`` (nodes, masses), at most ``rows`` genes
+    at a time: what the whole probability matrix gives, without it (or its float64 copies). Chunks are of
+    equal size, never a sliver: the CPU matrix product of a handful of rows may round differently from the
+    whole matrix's, a chunk of 64 rows or more rounds the same."""
+    nearest, nodes, mass = [], [], []
+    for part in np.array_split(np.arange(len(dna)), max(1, -(-len(dna) // rows))):
+        probs = zero_shot_probs(dna[part], candidates, scale)
+        nearest.append(probs.argmax(1))
+        chunk_nodes, chunk_mass = hierarchy_scores(probs, candidate_ecs)
+        nodes.append(chunk_nodes)
+        mass.append(chunk_mass)
+    return np.concatenate(nearest), np.concatenate(nodes), np.concatenate(mass)
+
+
+def nodes_tradeoff(nodes: np.ndarray, mass: np.ndarray, y_true: Sequence[str], taus: Sequence[float],
+                   genes: Sequence[str]) -> list[dict]:
+    """``biotalk.hierarchy.tradeoff`` (per gene) from precomputed ``hierarchy_scores``, row for row its numbers."""
+    rows = []
+    for tau in taus:
+        preds, _ = threshold(nodes, mass, tau)
+        s = score_genes(genes, y_true, preds)
+        depth = [len(ec_prefixes(p)) for p in preds]
+        rows.append({"tau": float(tau), "hP": s["hP"], "hR": s["hR"], "hF": s["hF"],
+                     "coverage": s["coverage"], "mean_depth": float(np.mean(depth)) if depth else 0.0})
+    return rows
+
+
+def nearest_ec_scores(nearest: np.ndarray, candidate_ecs: Sequence[str], split: ClipSplit, seen: set[str],
                       genes: Sequence[str] | None = None, identity: Sequence[float | None] | None = None) -> dict:
-    """The block of the nearest EC (argmax), with the records whose EC never occurs in training apart
-    (per gene: ``genes``, default one per record; ``by_identity`` with ``identity``)."""
-    pred = [candidate_ecs[i] for i in probs.argmax(1)]
+    """The block of the nearest EC (``nearest``: each record's candidate index), with the records whose EC
+    never occurs in training apart (per gene: ``genes``, default one per record; ``by_identity`` with
+    ``identity``)."""
+    pred = [candidate_ecs[i] for i in nearest]
     genes = split.record_ids if genes is None else genes
     unseen = np.flatnonzero([ec not in seen for ec in split.ecs])
     block = {**score_genes(genes, split.ecs, pred, identity), "unseen_ec_records": len(unseen)}
@@ -102,6 +140,27 @@ def nearest_ec_scores(probs: np.ndarray, candidate_ecs: Sequence[str], split: Cl
         block["unseen_ec"] = score_genes([genes[i] for i in unseen], [split.ecs[i] for i in unseen],
                                          [pred[i] for i in unseen])
     return block
+
+
+def embed_genes(model: BioTalkClipModel, seqs: Sequence[str], batch_size: int,
+                accelerator: Accelerator | None = None) -> np.ndarray:
+    """``get_dna_features`` of ``seqs`` (rows in input order) with the work shared by the processes: each
+    embeds every world-th gene of the length order (equal shares of long genes), the shares are gathered
+    and put back by index. Every process gets every row."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return model.get_dna_features(list(seqs), batch_size).numpy()
+    world, rank, window = accelerator.num_processes, accelerator.process_index, model.config.window_nt
+    order = np.argsort([min(len(s), window) if window > 0 else len(s) for s in seqs], kind="stable")
+    share = -(-len(seqs) // world)
+    mine = model.get_dna_features([seqs[i] for i in order[rank::world]], batch_size)
+    padded = torch.zeros(share, mine.shape[1])
+    padded[: len(mine)] = mine
+    gathered = accelerator.gather(padded.to(accelerator.device)).cpu().view(world, share, -1)
+    out = torch.empty(len(seqs), mine.shape[1])
+    for r in range(world):
+        rows = order[r::world]
+        out[torch.from_numpy(rows)] = gathered[r, : len(rows)]
+    return out.numpy()
 
 
 def knn_scores(index: np.ndarray, index_ecs: Sequence[str], queries: np.ndarray, query_ecs: Sequence[str],
@@ -136,6 +195,27 @@ def selection_score(result: dict) -> float:
     return float(np.mean([blocks[name]["hF"] for name in ("valid", ZERO_SHOT_VALID) if name in blocks]))
 
 
+def epoch_subset(splits: dict[str, ClipSplit], names: Sequence[str], genes: dict[str, list[str]],
+                 identity: dict[str, list[float | None]], max_genes: int, seed: int) -> tuple[dict, dict, dict]:
+    """``splits``, ``genes`` and ``identity`` cut to a seeded sample of ``max_genes`` genes per split of
+    ``names`` (all records of each gene drawn, so a multi-EC gene stays whole); 0 or a smaller split: all.
+    Per-epoch selection on a large Valid then costs what it costs on a small one."""
+    splits, genes, identity = dict(splits), dict(genes), dict(identity)
+    for name in names:
+        split = splits[name]
+        ids = genes.get(name, split.record_ids)
+        unique = list(dict.fromkeys(ids))
+        if not max_genes or len(unique) <= max_genes:
+            continue
+        drawn = {unique[j] for j in stream(seed, "epoch_subset", name).choice(len(unique), max_genes, replace=False)}
+        keep = np.array([i for i, g in enumerate(ids) if g in drawn], dtype=np.int64)
+        splits[name] = split.subset(keep)
+        genes[name] = [ids[i] for i in keep]
+        if name in identity:
+            identity[name] = [identity[name][i] for i in keep]
+    return splits, genes, identity
+
+
 @torch.no_grad()
 def evaluate(
     model: BioTalkClipModel,
@@ -150,35 +230,52 @@ def evaluate(
     genes: dict[str, list[str]] | None = None,
     identity: dict[str, list[float | None]] | None = None,
     knn: bool = True,
-) -> dict:
+    accelerator: Accelerator | None = None,
+    rows: int = ZERO_SHOT_ROWS,
+) -> dict | None:
     """Zero-shot and kNN on each split of ``names`` (train genes as the kNN index), retrieval on
     ``retrieval_split`` (None: no retrieval; ``knn=False``: no kNN, as in per-epoch selection). With ``zero_shot_tau < 0`` each split's tau is the best of the grid on its
     validation split (``tau_source``), which ``names`` must hold.
     Zero-shot blocks score genes (``genes[name]``, ``biotalk.data.identity.gene_ids``; default one per
-    record), with ``by_identity`` for the splits of ``identity`` (``identity_to_train``)."""
+    record), with ``by_identity`` for the splits of ``identity`` (``identity_to_train``).
+    With ``accelerator``, every process must call it: genes are embedded in shares (``embed_genes``), the
+    main process scores and returns the result, the others return None."""
     genes, identity = genes or {}, identity or {}
+    main = accelerator is None or accelerator.is_main_process
     was_training = model.training
     model.eval()
-    cand = candidate_vectors(model, candidates, cache_dir)
-    scale = model.scale().float().item()
     index = knn_index(train, cfg.knn_max_index, seed)
-    index_vectors = model.get_dna_features(index.sequences, cfg.batch_size).numpy() if knn else None
+    index_vectors = embed_genes(model, index.sequences, cfg.batch_size, accelerator) if knn else None
+    dna = {name: embed_genes(model, splits[name].sequences, cfg.batch_size, accelerator) for name in names}
+    out = None
+    if main:  # no collective in here: the other processes are already on their way to the next one
+        cand = candidate_vectors(model, candidates, cache_dir)
+        out = score(model, dna, splits, names, retrieval_split, train, candidates.ecs, cand, cfg, cache_dir, genes,
+                    identity, (index, index_vectors) if knn else None, rows)
+    model.train(was_training)
+    return out
+
+
+def score(model: BioTalkClipModel, dna: dict[str, np.ndarray], splits: dict[str, ClipSplit], names: Sequence[str],
+          retrieval_split: str | None, train: ClipSplit, candidate_ecs: list[str], cand: torch.Tensor,
+          cfg: ClipEvalConfig, cache_dir: Path | None, genes: dict, identity: dict,
+          knn: tuple[ClipSplit, np.ndarray] | None, rows: int) -> dict:
+    """``evaluate``'s blocks from the embedded genes (one process)."""
+    scale = model.scale().float().item()
     seen = set(train.ecs)
     out: dict = {"retrieval": {}, "zero_shot": {}, "zero_shot_hierarchical": {}, "zero_shot_tradeoff": {}, "knn": {}}
     nodes = {}
     for name in names:
         split = splits[name]
-        dna = model.get_dna_features(split.sequences, cfg.batch_size).numpy()
         if name == retrieval_split:
             texts = model.get_text_features(split.texts, cache_dir=cache_dir).numpy()
-            out["retrieval"] = {"split": name, **retrieval_scores(dna, texts, split)}
-        probs = zero_shot_probs(dna, cand, scale)
-        out["zero_shot"][name] = nearest_ec_scores(probs, candidates.ecs, split, seen, genes.get(name), identity.get(name))
-        nodes[name] = hierarchy_scores(probs, candidates.ecs)
-        out["zero_shot_tradeoff"][name] = tradeoff(probs, candidates.ecs, split.ecs, cfg.tau_grid,
-                                                   genes.get(name, split.record_ids))
+            out["retrieval"] = {"split": name, **retrieval_scores(dna[name], texts, split)}
+        nearest, *nodes[name] = zero_shot_decode(dna[name], cand, scale, candidate_ecs, rows)
+        out["zero_shot"][name] = nearest_ec_scores(nearest, candidate_ecs, split, seen, genes.get(name), identity.get(name))
+        out["zero_shot_tradeoff"][name] = nodes_tradeoff(*nodes[name], split.ecs, cfg.tau_grid,
+                                                         genes.get(name, split.record_ids))
         if knn:
-            out["knn"][name] = knn_scores(index_vectors, index.ecs, dna, split.ecs, cfg.knn_k)
+            out["knn"][name] = knn_scores(knn[1], knn[0].ecs, dna[name], split.ecs, cfg.knn_k)
     out["zero_shot_hierarchical"] = {"tau": {}, "tau_from": {}}
     for name in names:
         source = "config" if cfg.zero_shot_tau >= 0 else tau_source(name, names)
@@ -187,5 +284,4 @@ def evaluate(
         out["zero_shot_hierarchical"]["tau"][name], out["zero_shot_hierarchical"]["tau_from"][name] = tau, source
         out["zero_shot_hierarchical"][name] = score_genes(genes.get(name, splits[name].record_ids), splits[name].ecs,
                                                           preds, identity.get(name))
-    model.train(was_training)
     return out

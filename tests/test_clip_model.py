@@ -1,10 +1,12 @@
 """BioTalk-CLIP model (tiny random LOLBERT + the real MiniLM text tower) and its data pipeline."""
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 
 from biotalk.data.clip_data import (
     ClipBatchSampler,
@@ -127,6 +129,41 @@ def test_save_and_load_round_trip_is_self_contained(model, tmp_path):
     assert torch.allclose(a.dna_embeds, b.dna_embeds, atol=1e-6)
     assert torch.allclose(a.text_embeds, b.text_embeds, atol=1e-6)
     assert loaded.config.freeze_text and loaded.config.projection_dim == 16
+
+
+def test_bf16_weights_are_saved_and_reloaded_in_float32_and_cached_apart(tiny_lolbert, tmp_path):
+    """Issue 14 item 6: DeepSpeed bf16 casts every weight (towers, heads, temperature) to bf16. ``final/`` holds
+    those values in float32, a reload is float32 (transformers 5 would reload a bf16 file as bf16), and the
+    bf16 tower's text features never share a cache entry with the float32 tower's. (A real DeepSpeed bf16
+    run: tests/test_distributed.py.)"""
+    torch.manual_seed(0)
+    fp32 = build_clip_model(tiny_lolbert, projection_dim=16)
+    bf16 = build_clip_model(tiny_lolbert, projection_dim=16).to(torch.bfloat16)
+    assert fp32.text_cache_key() != bf16.text_cache_key() and bf16.text_cache_key().endswith("|weights=bfloat16")
+    fp32.sentence_embeddings(TEXTS, tmp_path / "cache")
+    bf16.sentence_embeddings(TEXTS, tmp_path / "cache")
+    keys = sorted(json.loads(p.read_text())["encoder"] for p in (tmp_path / "cache").rglob("text_features-*.json"))
+    assert keys == sorted([fp32.text_cache_key(), bf16.text_cache_key()])  # two entries, one per real dtype
+    bf16.save_pretrained(tmp_path / "clip")
+    for path in (tmp_path / "clip").rglob("*.safetensors"):
+        with safe_open(str(path), "pt") as f:
+            assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}, path
+    for path in (tmp_path / "clip").rglob("config.json"):
+        assert json.loads(path.read_text()).get("dtype", "float32") == "float32", path
+    loaded = BioTalkClipModel.from_pretrained(tmp_path / "clip")
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    saved, reloaded = bf16.state_dict(), loaded.state_dict()
+    assert all(torch.equal(saved[k].float(), reloaded[k]) for k in saved)  # the bf16 values, exactly
+
+
+def test_collator_without_text_features_names_the_fix():
+    split = clip_split(_rows(["1.1.1.1"]), "toy")
+    collate = ClipCollator(lambda s: {k: torch.ones(len(s), 3) for k in ("input_ids", "attention_mask",
+                                                                        "special_tokens_mask")}, split.texts)
+    with pytest.raises(ValueError, match="set text_features"):
+        collate([ClipDataset(split, 0, False)[0]])
+    collate.text_features = torch.zeros(len(split.texts), 4)  # set after construction, as train_clip does
+    assert collate([ClipDataset(split, 0, False)[0]])["text_features"].shape == (1, 4)
 
 
 def test_kmer_tower_with_mlp_head_trains_saves_and_reloads(tmp_path):

@@ -5,11 +5,15 @@ A hang is a failure: every launch runs under a timeout, and on timeout the launc
 started are killed by process id. Each multi-process test failed before its fix: the CLIP text tower's
 unused pooler (DDP error at step 2), uneven batches in fine-tuning (rank 0 waits forever), DeepSpeed's
 "auto" batch size without a DataLoader (no start), DeepSpeed's "auto" clipping (always 1.0), and one dropout
-stream on every rank.
+stream on every rank. Items 6, 7, 9 and 10: DeepSpeed bf16 weights saved and reloaded in float32 with
+their own text-cache key, evaluation shared by the processes, node-local output folders (the main process
+chooses the checkpoint, every machine resumes from its own copy, a process that cannot see the folder
+stops the run), loader workers.
 """
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +25,7 @@ import pytest
 import torch
 import yaml
 from fixtures.scripts import load_script
+from safetensors import safe_open
 from safetensors.torch import load_file
 from test_train_clip import ENZCLASS, ENZYME_DAT, SEEN, UNSEEN, ZERO_SHOT_VALID, _enzyme_subset, _records
 from transformers import RobertaForMaskedLM
@@ -28,7 +33,7 @@ from transformers import RobertaForMaskedLM
 from biotalk.config import load_config
 from biotalk.data import load_benchmark
 from biotalk.data.enzyme import load_enzyme
-from biotalk.models.clip import build_clip_model, default_text_encoder
+from biotalk.models.clip import BioTalkClipModel, build_clip_model, default_text_encoder
 from biotalk.models.lolbert import LolbertArch, build_lolbert_tokenizer, roberta_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -301,3 +306,151 @@ def test_two_machine_launcher_configs_start_and_train(config, tmp_path):
     assert [r["step"] for r in _log(out)] == [1, 2]
     assert sorted(p.name for p in (out / "checkpoints" / "step_2").glob("random_states_*")) == [
         "random_states_0.pkl", "random_states_1.pkl"]  # one group of two processes, not two runs alone
+
+
+# -- items 6, 7, 9 and 10 -------------------------------------------------------------------------------------
+PROBE = """
+import json, sys
+from pathlib import Path
+import numpy as np, torch, torch.distributed as dist
+from biotalk.clip_eval import embed_genes
+from biotalk.models.clip import build_clip_model
+from biotalk.training import CheckpointManager, make_accelerator, output_folder
+
+root, lolbert = Path(sys.argv[1]), sys.argv[2]
+acc = make_accelerator(timeout_s=1234)
+rank = acc.process_index
+report = {"timeout": dist.group.WORLD._get_backend(torch.device("cpu")).options._timeout.total_seconds()}
+torch.manual_seed(0)
+model = build_clip_model(lolbert, projection_dim=8, window_nt=40).eval()
+np.save(root / f"genes_{rank}.npy", embed_genes(model, json.loads((root / "seqs.json").read_text()), 3, acc))
+report["writer"] = output_folder(acc, root / "shared")
+report["save_on_each_node"] = acc.project_configuration.save_on_each_node
+try:
+    output_folder(acc, root / f"own_{rank}")  # rank 1 is no machine's main process: it sees no folder
+    report["blind"] = None
+except RuntimeError as err:
+    report["blind"] = str(err)
+for case in ("ahead", "behind"):
+    try:
+        report[case] = str(CheckpointManager(acc, root / case / f"r{rank}", 2).find("latest"))
+    except FileNotFoundError as err:
+        report[case] = "error: " + str(err)
+(root / f"report_{rank}.json").write_text(json.dumps(report))
+"""
+SEQS = ["ATG" + "ACGTTGCA"[i % 8 :] * (i + 1) for i in range(11)]  # 11 genes of many lengths: shares of 6 and 5
+
+
+def _checkpoints(root: Path, steps: list[int]) -> None:
+    for step in steps:
+        (root / f"step_{step}").mkdir(parents=True)
+        (root / f"step_{step}" / "state.json").write_text(json.dumps({"step": step}))
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory, tiny_lolbert_no_dropout) -> dict:
+    """One two-process launch (gloo) of PROBE: the process group, shared embedding, output folders, resume."""
+    root = tmp_path_factory.mktemp("probe")
+    (root / "probe.py").write_text(PROBE)
+    (root / "seqs.json").write_text(json.dumps(SEQS))
+    _checkpoints(root / "ahead" / "r0", [3, 6])
+    _checkpoints(root / "ahead" / "r1", [3, 6, 9])  # rank 1 alone would resume from 9
+    _checkpoints(root / "behind" / "r0", [3, 6])
+    _checkpoints(root / "behind" / "r1", [3])  # rank 1 lacks the checkpoint rank 0 chooses
+    launch([*ddp(), str(root / "probe.py"), str(root), str(tiny_lolbert_no_dropout)], timeout=300)
+    reports = [json.loads((root / f"report_{rank}.json").read_text()) for rank in (0, 1)]
+    return {"root": root, "reports": reports, "lolbert": tiny_lolbert_no_dropout}
+
+
+def test_process_group_has_the_trainer_timeout(probe):
+    assert [r["timeout"] for r in probe["reports"]] == [1234, 1234]
+
+
+def test_genes_embedded_in_shares_equal_one_process(probe):
+    torch.manual_seed(0)
+    model = build_clip_model(str(probe["lolbert"]), projection_dim=8, window_nt=40).eval()
+    expected = model.get_dna_features(SEQS, 3).numpy()
+    for rank in (0, 1):  # every process gets every row, in input order
+        assert np.allclose(np.load(probe["root"] / f"genes_{rank}.npy"), expected, atol=1e-6), rank
+
+
+def test_output_folder_writer_and_blind_process(probe):
+    r0, r1 = probe["reports"]
+    assert (r0["writer"], r1["writer"]) == (True, False) and not r0["save_on_each_node"]  # one shared folder
+    assert all("processes [1] cannot see the output folder" in r["blind"] for r in (r0, r1))  # both stop
+
+
+def test_resume_takes_the_main_process_checkpoint(probe):
+    r0, r1 = probe["reports"]
+    root = probe["root"]
+    assert (r0["ahead"], r1["ahead"]) == (str(root / "ahead/r0/step_6"), str(root / "ahead/r1/step_6"))
+    assert all("resumes from step_6; processes [1] have no complete copy" in r["behind"] for r in (r0, r1))  # no hang
+
+
+def _two_machines(args: list[str], outs: list[Path], config: str = "two_nodes_ddp.yaml", check: bool = True):
+    """train_clip.py on two "machines" (one process each, num_machines 2, 127.0.0.1), each with its own out."""
+    port = str(_port())
+    procs = [start([*ACCELERATE, "--config_file", str(ROOT / "configs/accelerate" / config), "--num_processes", "2",
+                    "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1", "--main_process_port", port,
+                    str(ROOT / "train_clip.py"), f"out={outs[rank]}", *args]) for rank in (0, 1)]  # fmt: skip
+    try:
+        return [finish(proc, timeout=400, check=check) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                kill_tree(proc)
+
+
+@pytest.mark.slow
+def test_two_machines_with_node_local_folders_resume_together(clip_bench, tmp_path):
+    """Item 9: each machine writes its own folder (checkpoints with model and optimiser, train log, best epoch);
+    on resume the main process's checkpoint wins on both (machine 1 alone would take its newer step_12, and
+    before the fix a machine without a complete copy started at step 0); a machine without it stops both."""
+    outs = [tmp_path / "machine0", tmp_path / "machine1"]
+    args = [*clip_bench["args"], "optim.epochs=2", "checkpoint_every=3", "keep_checkpoints=5"]
+    _two_machines(args, outs)
+    full = _log(outs[0])
+    for out in outs:
+        assert [r["step"] for r in _log(out)] == list(range(1, 13))
+        assert [p.name for p in sorted((out / "checkpoints").glob("step_*/model.safetensors"))] == ["model.safetensors"] * 4
+        assert (out / "best_epoch.safetensors").is_file()
+    assert (outs[0] / "metrics.json").is_file() and not (outs[1] / "metrics.json").exists()
+    selected = json.loads((outs[0] / "metrics.json").read_text())["selected"]
+    for path in (outs[0] / "final", outs[0] / "metrics.json", outs[0] / "checkpoints" / "step_12"):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    _two_machines([*args, "resume=latest"], outs)  # machine 0 resumes from step 9; so must machine 1
+    for out in outs:
+        resumed = _log(out)
+        assert [r["step"] for r in resumed] == list(range(1, 13))
+        assert np.allclose([r["loss"] for r in resumed], [r["loss"] for r in full], rtol=1e-5, atol=1e-6)
+    assert json.loads((outs[0] / "metrics.json").read_text())["selected"] == selected
+    for step in (6, 9, 12):
+        shutil.rmtree(outs[1] / "checkpoints" / f"step_{step}")
+    done = _two_machines([*args, "resume=latest"], outs, check=False)
+    assert all(d.returncode != 0 for d in done)
+    assert all("resumes from step_12; processes [1] have no complete copy" in d.stderr for d in done)
+
+
+@pytest.mark.slow
+def test_clip_under_deepspeed_bf16_saves_float32_and_keys_its_text_cache(clip_bench, tmp_path):
+    """Item 6 with real DeepSpeed bf16 (DeepSpeed runs bf16 on the CPU): the towers, heads and temperature
+    were bf16 while training; final/ is float32 and reloads as float32; the text features the bf16 tower
+    computed are cached under its own key."""
+    pytest.importorskip("deepspeed")
+    ds = json.loads((ROOT / "configs/deepspeed/zero2.json").read_text()) | {"bf16": {"enabled": True}}
+    (tmp_path / "ds.json").write_text(json.dumps(ds))
+    launcher = yaml.safe_load((ROOT / "configs/accelerate/deepspeed_zero2.yaml").read_text())
+    launcher["deepspeed_config"]["deepspeed_config_file"] = str(tmp_path / "ds.json")
+    (tmp_path / "launcher.yaml").write_text(yaml.safe_dump(launcher))
+    out, cache = tmp_path / "clip", tmp_path / "cache"
+    launch([*ACCELERATE, "--config_file", str(tmp_path / "launcher.yaml"), "--num_processes", "2",
+            "--main_process_port", str(_port()), str(ROOT / "train_clip.py"), f"out={out}", *clip_bench["args"],
+            f"cache_dir={cache}", "optim.epochs=1", "eval.each_epoch=false", "eval.select=last"])  # fmt: skip
+    keys = {json.loads(p.read_text())["encoder"] for p in cache.glob("text_features-*.json")}
+    assert keys and all(k.endswith("|weights=bfloat16") for k in keys)  # the run was bf16, and says so
+    for path in (out / "final").rglob("*.safetensors"):
+        with safe_open(str(path), "pt") as f:
+            assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}, path
+    model = BioTalkClipModel.from_pretrained(out / "final")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert model.text_cache_key() == f"{out / 'final' / 'text_encoder'}|float32"

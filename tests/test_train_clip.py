@@ -19,11 +19,22 @@ import pytest
 import torch
 from transformers import RobertaForMaskedLM
 
-from biotalk.clip_eval import knn_scores
+from biotalk.clip_eval import (
+    ClipEvalConfig,
+    candidate_vectors,
+    epoch_subset,
+    evaluate,
+    knn_scores,
+    nodes_tradeoff,
+    zero_shot_candidates,
+    zero_shot_decode,
+    zero_shot_probs,
+)
 from biotalk.data import load_benchmark
 from biotalk.data.clip_data import clip_split
 from biotalk.data.describe import describe_ec
 from biotalk.data.enzyme import load_enzyme
+from biotalk.hierarchy import hierarchy_scores, tradeoff
 from biotalk.models.clip import BioTalkClipModel
 from biotalk.models.lolbert import LolbertArch, build_lolbert_tokenizer, roberta_config
 
@@ -148,6 +159,62 @@ def test_knn_row_uses_the_learned_shared_space(setup, single):
     assert model.get_dna_features(train.sequences).shape == (len(train), 16)  # the head's space, not the tower's 32
 
 
+def _evaluation_inputs(setup, single) -> dict:
+    model = BioTalkClipModel.from_pretrained(single / "final")
+    bench = load_benchmark(setup["bench"], benchmark="III")
+    splits = {name: clip_split(bench[name], name) for name in bench}
+    candidates = zero_shot_candidates(load_enzyme(setup["root"] / "enzyme.dat", ENZCLASS), [0])
+    return {"model": model, "splits": splits, "candidates": candidates}
+
+
+def test_zero_shot_in_row_chunks_equals_the_whole_probability_matrix(setup, single, mini_benchmark):
+    """Issue 14 item 7: zero-shot decoded in chunks gives exactly what the genes x candidates matrix gave (the
+    path before the change, rebuilt here with biotalk.hierarchy), on the real mini Valid genes (447: chunks
+    of 89-90, 63-64, one of 447); evaluate's result does not depend on the chunk size."""
+    inputs = _evaluation_inputs(setup, single)
+    model, splits, candidates = inputs["model"], inputs["splits"], inputs["candidates"]
+    cand, scale, grid = candidate_vectors(model, candidates, None), model.scale().float().item(), ClipEvalConfig().tau_grid
+    mini = clip_split(load_benchmark(mini_benchmark, benchmark="I")["valid"], "valid")
+    for split, rows in ((mini, 100), (mini, 64), (mini, 1000)):
+        dna = model.get_dna_features(split.sequences).numpy()
+        probs = zero_shot_probs(dna, cand, scale)  # the whole matrix, as evaluated before
+        nearest, nodes, mass = zero_shot_decode(dna, cand, scale, candidates.ecs, rows=rows)
+        whole_nodes, whole_mass = hierarchy_scores(probs, candidates.ecs)
+        assert np.array_equal(nearest, probs.argmax(1)) and np.array_equal(nodes, whole_nodes)
+        assert np.array_equal(mass, whole_mass), split.name
+        assert nodes_tradeoff(nodes, mass, split.ecs, grid, split.record_ids) == tradeoff(
+            probs, candidates.ecs, split.ecs, grid, split.record_ids)
+    args = {"splits": {**splits, "mini": mini}, "names": ["valid", "valid2", "test1", "test2", "mini"],
+            "retrieval_split": "test1", "train": splits["train"], "candidates": candidates,
+            "cfg": ClipEvalConfig(knn_k=[1, 3])}
+    assert evaluate(model, **args, rows=150) == evaluate(model, **args)
+
+
+def test_epoch_subset_draws_whole_genes_with_their_identity():
+    rows = {"RecordId": [f"r{i}" for i in range(9)], "Sequence": ["ACGT" * 5] * 9,
+            "EC": ["1.1.1.1", "2.7.1.1", "1.1.1.1"] * 3, "DescriptionMasked": ["a", "b", "a"] * 3}
+    split = clip_split(rows, "valid")
+    genes = {"valid": ["g0", "g0", "g1", "g2", "g3", "g3", "g4", "g5", "g6"]}  # g0, g3: two ECs each
+    identity = {"valid": [float(i) for i in range(9)]}
+    sub, sub_genes, sub_identity = epoch_subset({"valid": split}, ["valid"], genes, identity, 3, seed=0)
+    kept = sub["valid"].record_ids
+    assert len(set(sub_genes["valid"])) == 3 and sub_identity["valid"] == [float(r[1:]) for r in kept]
+    for gene in set(sub_genes["valid"]):  # every record of a drawn gene
+        assert sub_genes["valid"].count(gene) == genes["valid"].count(gene)
+    again = epoch_subset({"valid": split}, ["valid"], genes, identity, 3, seed=0)[0]["valid"].record_ids
+    assert again == kept  # the same sample every epoch
+    assert epoch_subset({"valid": split}, ["valid"], genes, identity, 0, seed=0)[0]["valid"] is split
+
+
+def test_loader_workers_and_pinned_memory_change_no_number(setup, single):
+    """Issue 14 item 10: crops depend on (seed, epoch, record) only, so worker processes give the same run."""
+    workers = _run(setup, "workers", "checkpoint_every=3", "keep_checkpoints=5", "data.num_workers=2",
+                   "data.pin_memory=true")
+    assert _log(workers) == _log(single)
+    ours, theirs = (json.loads((d / "metrics.json").read_text()) for d in (workers, single))
+    assert {k: v for k, v in ours.items() if k != "config"} == {k: v for k, v in theirs.items() if k != "config"}
+
+
 def test_zero_shot_templates_are_chosen_on_validation_only(setup, single, tmp_path):
     bench = tmp_path / "bench"
     shutil.copytree(setup["bench"], bench)
@@ -211,6 +278,10 @@ def test_two_processes_train_like_one_with_the_same_global_batch(setup, single):
     assert np.allclose([r["loss"] for r in one], [r["loss"] for r in two_log], rtol=1e-4, atol=1e-5)
     metrics, single_metrics = (json.loads((d / "metrics.json").read_text()) for d in (two, single))
     assert metrics["zero_shot"]["test2"]["n"] == len(UNSEEN) * 2
+    # Both processes embedded their share of the genes (gathered by index): the scores of one process.
+    for name in ("valid", "valid2", "test1", "test2"):
+        assert metrics["knn"][name] == pytest.approx(single_metrics["knn"][name])
+        assert metrics["zero_shot"][name]["hF"] == pytest.approx(single_metrics["zero_shot"][name]["hF"])
     # Both processes restored the epoch the main process chose on validation.
     assert metrics["selected"]["epoch"] == single_metrics["selected"]["epoch"]
 

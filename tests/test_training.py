@@ -106,3 +106,26 @@ def test_train_log_starts_fresh_or_keeps_lines_up_to_the_checkpoint(tmp_path):
     assert TrainLog(tmp_path, step=0, main_process=True).records() == []
     TrainLog(tmp_path / "other", step=0, main_process=False).write({"step": 1})  # not the main process: no file
     assert not (tmp_path / "other" / LOG_FILE).exists() and (tmp_path / LOG_FILE).is_file()
+
+
+def test_train_log_reads_device_values_once_per_flush(tmp_path):
+    """Issue 14 item 10: a step's loss stays a tensor until ``flush``; the lines are what ``.item()`` gave."""
+    log = TrainLog(tmp_path, step=0, main_process=True)
+    losses = torch.rand(4, dtype=torch.float32)
+    for step in range(1, 5):
+        log.add({"step": step, "loss": losses[step - 1] * 1.0, "lr": 0.5 / step, "logit_scale": torch.tensor(14.0)})
+    assert log.records() == []  # nothing read or written before the flush
+    flushed = log.flush()
+    expected = [{"step": s, "loss": losses[s - 1].item(), "lr": 0.5 / s, "logit_scale": 14.0} for s in range(1, 5)]
+    assert flushed == log.records() == expected
+    assert log.flush() == [] and len(log.records()) == 4
+    quiet = TrainLog(tmp_path / "other", step=0, main_process=False)
+    quiet.add({"step": 1, "loss": torch.tensor(1.0)})
+    assert quiet.flush() == [] and not (tmp_path / "other" / LOG_FILE).exists()
+
+
+def test_process_group_timeout_is_set_on_every_backend():
+    """Issue 14 item 7: the timeout reaches Accelerate's process-group set-up, not only under DeepSpeed on the CPU
+    (two real processes check the group itself: tests/test_distributed.py)."""
+    handler = make_accelerator(timeout_s=123).init_handler
+    assert handler is not None and handler.timeout.total_seconds() == 123

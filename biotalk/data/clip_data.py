@@ -130,7 +130,9 @@ class ClipDataset(torch.utils.data.Dataset):
 
 
 class ClipCollator:
-    """Tokenises DNA; attaches either cached text features (frozen text tower) or tokenised texts."""
+    """Tokenises DNA; attaches either cached text features (frozen text tower) or tokenised texts.
+    ``text_features`` may be set after construction, before the first batch (``train_clip.py`` computes
+    the table once the model is on its device)."""
 
     def __init__(
         self,
@@ -139,8 +141,8 @@ class ClipCollator:
         text_features: torch.Tensor | None = None,
         text_tokenize: Callable[[list[str]], dict] | None = None,
     ) -> None:
-        if (text_features is None) == (text_tokenize is None):
-            raise ValueError("ClipCollator needs exactly one of text_features or text_tokenize")
+        if text_features is not None and text_tokenize is not None:
+            raise ValueError("ClipCollator takes text_features or text_tokenize, not both")
         self.dna_tokenize, self.texts = dna_tokenize, texts
         self.text_features, self.text_tokenize = text_features, text_tokenize
 
@@ -153,10 +155,12 @@ class ClipCollator:
             "special_tokens_mask": enc["special_tokens_mask"],
             "labels": torch.tensor([it["ec_idx"] for it in items]),
         }
-        if self.text_features is not None:
+        if self.text_tokenize is not None:
+            batch["text_inputs"] = dict(self.text_tokenize([self.texts[i] for i in text_idx.tolist()]))
+        elif self.text_features is not None:
             batch["text_features"] = self.text_features[text_idx]
         else:
-            batch["text_inputs"] = dict(self.text_tokenize([self.texts[i] for i in text_idx.tolist()]))
+            raise ValueError("ClipCollator: set text_features (or give text_tokenize) before the first batch")
         return batch
 
 

@@ -15,10 +15,13 @@ evaluation, zero-shot naming and retrieval search in.
 
 ``save_pretrained`` writes a self-contained directory: ``config.json``, ``model.safetensors`` (heads and
 temperature) and the towers in ``dna_encoder/`` and ``text_encoder/``, so ``from_pretrained`` needs no hub.
+Weights are saved and loaded in float32 whatever the live model holds: DeepSpeed bf16 casts every weight
+(towers, heads, the temperature) to bf16, and transformers 5 would reload a bf16 file as bf16.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
@@ -120,7 +124,7 @@ class BioTalkClipModel(PreTrainedModel):
         text_encoder: SentenceTransformer | None = None,
     ) -> None:
         super().__init__(config)
-        dna = dna_encoder if dna_encoder is not None else load_dna_encoder(config.dna_encoder)
+        dna = dna_encoder if dna_encoder is not None else load_dna_encoder(config.dna_encoder, dtype=torch.float32)
         text = text_encoder if text_encoder is not None else load_text_encoder(config.text_encoder)
         text_dim = text.get_embedding_dimension()
         self.dna_projection = projection_head(config.dna_head, dna.hidden_size, config.head_hidden, config.projection_dim)
@@ -180,11 +184,18 @@ class BioTalkClipModel(PreTrainedModel):
 
     def sentence_embeddings(self, texts: list[str], cache_dir: Path | None = None, batch_size: int = 64) -> torch.Tensor:
         """Text-tower sentence embeddings (before the head) on the CPU. A frozen tower's depend on the texts
-        alone, so with ``cache_dir`` they are computed once and kept on disk (keyed by tower, dtype and texts)."""
+        alone, so with ``cache_dir`` they are computed once and kept on disk (``text_cache_key``)."""
         if cache_dir is None or not self.config.freeze_text:
             return self.embed_texts(texts, batch_size).cpu()
+        return cached_text_features(lambda t: self.embed_texts(t, batch_size), texts, self.text_cache_key(),
+                                    Path(cache_dir))
+
+    def text_cache_key(self) -> str:
+        """Tower, autocast dtype and, when not float32, the dtype the tower's weights really have (DeepSpeed
+        bf16 casts them): features of a bf16 tower are never read as a float32 tower's, nor the reverse."""
         key = f"{self.config.text_encoder}|{self.config.text_embed_dtype}"
-        return cached_text_features(lambda t: self.embed_texts(t, batch_size), texts, key, Path(cache_dir))
+        weights = _dtype(self.text_encoder)
+        return key if weights == torch.float32 else f"{key}|weights={str(weights).removeprefix('torch.')}"
 
     # -- shared space: what evaluation, zero-shot and retrieval use ----------------------------------
     @torch.no_grad()
@@ -242,14 +253,16 @@ class BioTalkClipModel(PreTrainedModel):
 
     # -- persistence ------------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
-        """Write a self-contained directory (config, heads, both towers); atomic: all or nothing."""
-        heads = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if not _is_tower(k)}
+        """Write a self-contained directory (config, heads, both towers), every weight in float32 (bf16
+        weights are upcast: the values evaluated, at full width); atomic: all or nothing."""
+        heads = {k: _float32(v.detach()).contiguous().cpu() for k, v in self.state_dict().items() if not _is_tower(k)}
         with atomic_dir(save_directory) as tmp:
             config = BioTalkClipConfig.from_dict(self.config.to_dict())
             config.dna_encoder, config.text_encoder = save_dna_tower(self.dna_encoder, tmp / DNA_DIR), TEXT_DIR
             config.save_pretrained(tmp)
             save_file(heads, str(tmp / HEADS_FILE), metadata={"format": "pt"})
             self.text_encoder.save(str(tmp / TEXT_DIR))
+            upcast_saved_weights(tmp)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> BioTalkClipModel:
@@ -289,6 +302,26 @@ def _dtype(module: nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
+def _float32(t: torch.Tensor) -> torch.Tensor:
+    return t.float() if t.is_floating_point() else t
+
+
+def upcast_saved_weights(directory: Path) -> None:
+    """Rewrite every half-precision ``*.safetensors`` under ``directory`` in float32 (same keys and
+    metadata) and mark ``config.json`` files float32: a tower the library saved from bf16 weights reloads
+    as float32 everywhere. Files already in float32 are left untouched."""
+    for path in directory.rglob("*.safetensors"):
+        with safe_open(str(path), "pt") as f:
+            tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+        if any(t.dtype in (torch.bfloat16, torch.float16) for t in tensors.values()):
+            save_file({k: _float32(t) for k, t in tensors.items()}, str(path), metadata=metadata)
+    for path in directory.rglob("config.json"):
+        config = json.loads(path.read_text())
+        if config.get("dtype", config.get("torch_dtype")) in ("bfloat16", "float16"):
+            path.write_text(json.dumps({**config, **{k: "float32" for k in ("dtype", "torch_dtype") if k in config}},
+                                       indent=2) + "\n")
+
+
 def save_dna_tower(encoder: DNAEncoder, path: Path) -> str:
     """Save a transformer tower (weights and tokenizer, loadable by ``load_dna_encoder``) to ``path`` and
     return the name to store in the config; a weightless tower (k-mer spectrum) is stored by name."""
@@ -309,7 +342,8 @@ def load_text_encoder(path: str) -> SentenceTransformer:
         SentenceTransformer,  # lazy: ~4 s of imports a failing command never needs
     )
 
-    return SentenceTransformer(path or default_text_encoder(), device="cpu", local_files_only=True)
+    return SentenceTransformer(path or default_text_encoder(), device="cpu", local_files_only=True,
+                               model_kwargs={"dtype": torch.float32})
 
 
 def build_clip_model(
