@@ -67,6 +67,14 @@ def main(cfg: Config) -> None:
     print(f"\nBioTalk-CLIP on the mini benchmark (Benchmark-{benchmark}, epoch {metrics['selected']['epoch']} chosen "
           f"on Valid/valid2), {time.time() - start:.0f} s in all:\n")
     print(clip_summary(metrics, baselines))
+    model = cfg.clip_out / "final"
+    run("one text query", ["scripts/retrieve.py", "--config", "configs/clip/retrieve_mini.yaml", f"model={model}",
+                           f"data={cfg.benchmark_out}", "query=breaks down hydrogen peroxide into water and oxygen"])
+    index = cfg.clip_out.parent / "gene_index"
+    print(f"\nThe gene search app (index once, a few minutes on a laptop CPU, then serve on 127.0.0.1:8000):\n"
+          f"  python scripts/index_genes.py --config configs/app/index_mini.yaml model={model} "
+          f"data={cfg.benchmark_out} out={index}\n"
+          f"  python scripts/app.py --config configs/app/mini.yaml model={model} index={index}")
 
 
 if __name__ == "__main__":

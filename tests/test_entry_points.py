@@ -39,6 +39,8 @@ SANDBOX = {
     "scripts/demo.py": ["benchmark_out={tmp}/bench", "clip_out={tmp}/clip"],
     "scripts/reproduce.py": ["out={tmp}/out", "benchmark={tmp}/bench"],
     "scripts/audit_benchmark.py": ["out={tmp}/report.json"],
+    "scripts/index_genes.py": ["--config", "configs/app/index_mini.yaml", "out={tmp}/index", "cache_dir={tmp}/cache"],
+    "scripts/app.py": ["--config", "configs/app/mini.yaml", "index={tmp}/index"],
 }
 
 # (entry point, overrides after the sandbox, what the error line must contain)
@@ -86,6 +88,10 @@ CASES = [
     ("scripts/reproduce.py", ["pretrain=false", f"shipped_lolbert={MISSING}"], MISSING),
     ("scripts/audit_benchmark.py", [MISSING], BUILD_HINT),
     ("scripts/audit_benchmark.py", [MINI, "identity=0.7"], "identity: expected one of 0.5, 0.9, 1.0 or null, got '0.7'"),
+    ("scripts/index_genes.py", [f"model={MISSING}"], MISSING),
+    ("scripts/index_genes.py", ["candidates=some"], "candidates: expected one of all, genes, got 'some'"),
+    ("scripts/app.py", [f"model={MISSING}"], MISSING),
+    ("scripts/app.py", ["port=http"], "port: expected an integer, got 'http'"),
 ]
 
 
