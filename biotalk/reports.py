@@ -201,20 +201,6 @@ def table4(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table5(cells: list[dict]) -> str:
-    """Table 5 from ``prompt_llm.py`` metrics.json files (a metric block plus split, shots, parse rates).
-
-    Coverage is the share of answers that held an EC number at all."""
-    lines = [f"| set | prompting | hP / hR / hF | exact match | answers with an EC | n | {PAPER_LABEL} |",
-             "|---|---|---|---|---|---|---|"]
-    for m in cells:
-        paper = PAPER_TABLE5.get((m["split"], m["shots"]))
-        lines.append(f"| {m['split']} | {m['shots']}-shot | {m['hP']:.4f} / {m['hR']:.4f} / {m['hF']:.4f} "
-                     f"| {m['accuracy']:.4f} | {m['coverage']:.2f} | {count(m)} | {_paper_cell(paper) if paper else ''} |")
-    lines += _identity_table(cells, ["set", "prompting"], lambda m: [m["split"], f"{m['shots']}-shot"])
-    return "\n".join(lines)
-
-
 def clip_summary(metrics: dict, baselines: list[dict] = ()) -> str:
     """A small markdown table of the scores in a ``train_clip.py`` metrics.json, with the ``baselines`` (Table 4
     rows of the same benchmark: ``split``, ``method``, a metric block) on the same test splits beside them."""

@@ -1,7 +1,7 @@
 """Every markdown table comes from biotalk.reports, fed with the payloads the entry points save."""
 
 from biotalk.metrics import score_genes, score_predictions
-from biotalk.reports import PAPER_LABEL, block_line, clip_summary, table1, table4, table5, tables23
+from biotalk.reports import PAPER_LABEL, block_line, clip_summary, table1, table4, tables23
 
 
 def test_clip_summary_shows_every_reported_metric():
@@ -22,7 +22,7 @@ def test_clip_summary_shows_every_reported_metric():
 BLOCK = score_predictions(["1.2.3.4", "2.7.7.7", "1.2.3.4", "3.1.1.1"], ["1.2.3.4", "2.7.-.-", None, "3.1.1.1"])
 
 
-def test_block_line_and_tables_4_and_5_print_the_metric_block():
+def test_block_line_and_table_4_print_the_metric_block():
     assert block_line(BLOCK) == "hP 1.0000 hR 0.6250 hF 0.7692 accuracy 0.5000 coverage 0.750 (n=4)"
     rows = [{"benchmark": "III", "split": s, "method": m, "encoder": e, **BLOCK}
             for s in ("test1", "test2") for m, e in (("majority class (2.7.7.7)", None), ("MLP", "kmer:6 (spectrum)"))]
@@ -32,9 +32,6 @@ def test_block_line_and_tables_4_and_5_print_the_metric_block():
                        "| 0.3097 / 0.0774 / 0.1239 |")
     assert text[3].endswith("| 4 |  |")  # the paper's numbers once per benchmark and test split
     assert "| III | Test-II | MLP | kmer:6 (spectrum) |" in text[5]
-    cells = [{"split": "test2", "shots": 3, **BLOCK, "partial": 0.25}]
-    assert table5(cells).splitlines()[2] == (
-        "| test2 | 3-shot | 1.0000 / 0.6250 / 0.7692 | 0.5000 | 0.75 | 4 | 0.8338 / 0.1634 / 0.3135 |")
 
 
 def test_table1_lists_every_benchmark_and_the_tests_once():
@@ -76,8 +73,6 @@ def test_by_identity_bins_are_shown_by_every_table_and_the_console_line():
     assert text[7] == "| benchmark | test | method | encoder | hF <30 % | hF 30-50 % | hF 50-90 % | hF >=90 % | hF no hit |"
     assert text[9] == "| III | Test-I | MLP | kmer:6 | n/a (0) | 0.7500 (1) | n/a (0) | 0.8889 (2) | 0.0000 (1) |"
     assert len(text) == 10  # the block without by_identity has no identity row
-    cells = table5([{"split": "test1", "shots": 0, **GENES, "partial": 0.0}]).splitlines()
-    assert cells[-1] == "| test1 | 0-shot | n/a (0) | 0.7500 (1) | n/a (0) | 0.8889 (2) | 0.0000 (1) |"
     baselines = [{"split": t, "method": "majority class (1.1.1.1)", **GENES} for t in ("test1", "test2")]
     summary = clip_summary({"zero_shot_hierarchical": {"test1": GENES, "test2": GENES}}, baselines).splitlines()
     assert "| majority class (1.1.1.1), same split | 0.6667 | 0.6667 |" in summary
