@@ -126,9 +126,15 @@ def ec_at_level(text: str, depth: int) -> str:
     return str(EC(ec.levels[:depth]))
 
 
+_FIELD_SEPARATOR = re.compile(r"[;,|/\s]+")
+_EC_LABEL = re.compile(r"\bEC[ :]*(?=\d)", re.IGNORECASE)
+
+
 def split_ec_field(text: str) -> list[str]:
-    """Split a multi-EC field ('1.1.1.1; 2.3.1.-' or '1.1.1.1, 2.3.1.5') into stripped items."""
-    return [item.strip() for item in re.split(r"[;,\s]+", text or "") if item.strip()]
+    """Split a multi-EC field ('1.1.1.1; 2.3.1.-', '1.1.1.1, 2.3.1.5', 'EC 1.1.1.1 | EC 2.7.7.7.') into
+    items; an 'EC' label and a sentence's trailing dot belong to no item."""
+    items = _FIELD_SEPARATOR.split(_EC_LABEL.sub("", text or ""))
+    return [item.rstrip(".") for item in items if item.rstrip(".")]
 
 
 def full_ecs(items: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:

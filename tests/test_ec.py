@@ -102,3 +102,8 @@ def test_label_map_orders_normalises_and_encodes_unseen_as_minus_one():
         labels.decode([-1])
     with pytest.raises(InvalidEC):
         LabelMap.from_ecs(["1.2.3"])
+
+
+def test_split_ec_field_labels_and_separators():
+    assert split_ec_field("EC 1.1.1.1 | EC:2.7.7.7.") == ["1.1.1.1", "2.7.7.7"]
+    assert split_ec_field("1.2.3.4/2.7.-.-") == ["1.2.3.4", "2.7.-.-"]

@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from biotalk.data import load_benchmark
+from biotalk.data.loader import SplitReport, UnusableRowsWarning, normalise, read_tables
 from biotalk.data.schema import COLUMNS, benchmark_name
+from biotalk.ec import EC_IN_TEXT_RE, is_full_ec
 
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests/fixtures/published"  # the download's layout; its README lists what is planted
 PUBLISHED = ["AC", "EC", "OC", "UniRef100", "UniRef90", "UniRef50", "EmblCdsId", "Sequence", "Description"]
 
 
 def test_round_trip_of_our_build(mini_benchmark: Path) -> None:
     stats = json.loads((mini_benchmark / "stats.json").read_text())
     for bench in ("I", "II", "III", "IV"):
-        data = load_benchmark(mini_benchmark, bench)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UnusableRowsWarning)  # every row of our build is usable
+            data = load_benchmark(mini_benchmark, bench)
+        assert data.load_report.unusable == 0 and not any(s.notes for s in data.load_report.splits.values())
         assert list(data) == ["train", "valid", "test1", "test2", "valid2"]  # valid2: a strict build
         assert all(data[s].column_names == COLUMNS for s in data)
         assert len({repr(data[s].features) for s in data}) == 1  # one schema for every split
@@ -76,3 +87,89 @@ def test_missing_files_and_names(tmp_path: Path, mini_benchmark: Path) -> None:
     assert benchmark_name(3) == benchmark_name("iii") == benchmark_name("Benchmark-III") == "Benchmark-III"
     with pytest.raises(ValueError, match="unknown benchmark"):
         benchmark_name("V")
+
+
+def _published(bench: str) -> tuple[dict[str, pl.DataFrame], object]:
+    with pytest.warns(UnusableRowsWarning) if bench in ("I", "IV") else warnings.catch_warnings():
+        return read_tables(FIXTURE, bench)
+
+
+def _source(report: object, split: str) -> pl.DataFrame:
+    file = Path(report.splits[split].file)
+    return pl.read_csv(file, infer_schema=False) if file.suffix == ".csv" else pl.read_parquet(file)
+
+
+def test_published_fixture_any_column_order():
+    """Every file, README or code column order, CSV or parquet, comes back by column name."""
+    for bench in ("I", "II", "III", "IV"):
+        tables, report = _published(bench)
+        assert list(tables) == ["train", "valid", "test1", "test2"]
+        for split, df in tables.items():
+            src = _source(report, split)
+            assert df.columns == COLUMNS and report.splits[split].rows == src.height
+            assert all(is_full_ec(ec) for ec in df["EC"])
+            kept = df.join(src.select("EmblCdsId", "AC", "UniRef100", "UniRef90"), on="EmblCdsId", how="left",
+                           suffix="_src").unique("RecordId")
+            for col in ("AC", "UniRef100", "UniRef90"):  # columns the files hold in different places
+                assert kept[col].equals(kept[f"{col}_src"], check_names=False), (bench, split, col)
+            assert not any(EC_IN_TEXT_RE.search(t) for t in df["DescriptionMasked"])
+            assert all(EC_IN_TEXT_RE.search(t) for t in df["Description"])  # the published text names its EC
+            assert set(df["DBtype"]) <= {"SwissProt", "Unreviewed"}
+
+
+def test_published_fixture_rows_it_cannot_use_and_fixes():
+    with pytest.warns(UnusableRowsWarning, match=r"Train.csv row 7: invalid EC \(EC '1.2.3'\)"):
+        data = load_benchmark(FIXTURE, "I")
+    train, report = data["train"].to_polars(), data.load_report.splits["train"]
+    assert report.unusable == {"invalid EC": 1, "partial EC only": 1}
+    assert (report.rows, report.returned) == (10, 9)  # two rows out, one multi-EC row in two
+    assert report.notes == {"EC rewritten": 1, "multi-EC rows expanded": 1}
+    multi = train.filter(pl.col("EmblCdsId") == "NP_416356.1")
+    assert multi["RecordId"].to_list() == ["NP_416356.1|2.7.7.7", "NP_416356.1|1.17.4.1"]
+    assert train.filter(pl.col("EmblCdsId") == "NP_418193.1")["EC"].to_list() == ["3.6.3.14"]  # "EC 3.6.3.14."
+    assert set(train["DBtype"]) == {"SwissProt", "Unreviewed"}
+    tables, report = _published("IV")
+    assert report.splits["valid"].unusable == {"no sequence": 1} and tables["valid"].height == 2
+    three = _published("III")
+    assert three[1].splits["train"].notes == {"DNA upper-cased": 1}
+    assert three[0]["train"]["EC"].str.starts_with(" ").sum() == 0
+    assert (three[0]["train"]["Sequence"].str.contains("[^ACGTN]") == False).all()  # noqa: E712
+    assert three[0]["test1"]["Sequence"].str.contains("NNNNNN").sum() == 1  # N kept: a model reads it as N
+
+
+def test_published_fixture_repeated_rows_marked():
+    for bench, repeats in (("II", 2), ("IV", 2), ("III", 0)):
+        train = _published(bench)[0]["train"]
+        assert train["IsDuplicate"].sum() == repeats == train.height - train["RecordId"].n_unique()
+        assert not train.filter(~pl.col("IsDuplicate"))["RecordId"].is_duplicated().any()
+
+
+def test_normalise_spellings_and_unusable_rows():
+    df = pl.DataFrame({"Sequence": ["atgaaa", "ATG", "MKVLPE", "ATG", "ATGRYN"], "EmblCdsId": list("abcde"),
+                       "EC": ["ec:1.1.1.1 | EC 2.7.7.7", "3.5.1.n3.", "1.1.1.1", None, "1.1.1.1/1.1.1.-"],
+                       "DBtype": ["SwissProt", " trembl", "Uniprot", "Uniprot", "other"], "Description": list("vwxyz")})
+    report = SplitReport("memory")
+    out = normalise(df, curated=False, report=report)
+    assert out["RecordId"].to_list() == ["a|1.1.1.1", "a|2.7.7.7", "b|3.5.1.n3", "e|1.1.1.1"]
+    assert out["DBtype"].to_list() == ["SwissProt", "SwissProt", "Unreviewed", "other"]
+    assert report.unusable == {"no EC": 1, "not DNA": 1}
+    assert report.notes == {"EC rewritten": 2, "multi-EC rows expanded": 1, "DNA upper-cased": 1,
+                            "unknown DBtype 'other'": 1}
+
+
+def _audit(folder: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "scripts/audit_benchmark.py", str(folder)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_audit_reads_the_published_layout(tmp_path):
+    done = _audit(FIXTURE)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "CLEAN: no leak", done.stdout + done.stderr
+    assert "unusable rows left out" in done.stderr
+    copy = Path(shutil.copytree(FIXTURE, tmp_path / "published"))
+    test1 = copy / "Benchmark-Datasets-Test/test1.csv"
+    train = copy / "Benchmark-Datasets-Train+Valid/Benchmark-III/Train.parquet"
+    row = pl.read_csv(test1, infer_schema=False).head(1)
+    pl.concat([pl.read_parquet(train), row.select(pl.read_parquet(train).columns)]).write_parquet(train)
+    done = _audit(copy)
+    assert done.returncode == 1 and "FAIL  identical DNA" in done.stdout, done.stdout + done.stderr

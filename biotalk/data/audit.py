@@ -27,9 +27,8 @@ import polars as pl
 from biotalk import mmseqs
 from biotalk.baselines import translate_cds
 from biotalk.data.errors import InputError
-from biotalk.data.loader import load_tables
+from biotalk.data.loader import available_benchmarks, load_tables
 from biotalk.data.schema import (
-    BENCHMARKS,
     BUILD_JSON,
     TEST_SPLITS,
     ZERO_SHOT_VALID,
@@ -97,7 +96,7 @@ def load_records(path: Path) -> pl.DataFrame:
     """Every split of every benchmark folder in ``path`` in one table (the shared test splits once), with
     ``Benchmark``, ``Split`` and ``Where`` (``Benchmark-I/Train``, ``test1``) and a protein for every row
     (the DNA translated in frame where the folder has none)."""
-    present = [b for b in BENCHMARKS if (path / benchmark_name(b)).is_dir()]
+    present = available_benchmarks(path)  # ours, or the published download's two folders
     if not present:
         raise FileNotFoundError(f"no benchmark folder (Benchmark-I ... Benchmark-IV) in {path}; build one with: "
                                 f"{build_command(path)}")

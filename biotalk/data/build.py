@@ -40,6 +40,7 @@ from biotalk.data.schema import (
     enzyme_record,
     split_key,
 )
+from biotalk.data.sources import UniProtInputs, read_uniprot, uniprot_files
 from biotalk.data.split import CURATED, PAPER, SplitResult, SplitRules, split_benchmarks
 from biotalk.io import atomic_dir
 from biotalk.reports import table1
@@ -53,6 +54,10 @@ FRAGMENT_COLUMNS = ["RecordId", "FragmentIndex", "Start", "Length", "Reverse", "
 
 @dataclass
 class BuildConfig:
+    # genbank: raw_dir/genbank/*.gb* with MMseqs2 UniRef-like clusters; uniprot: the UniProt/ENA inputs
+    # named in ``uniprot`` with UniProt's own UniRef clusters (biotalk.data.sources)
+    source: Literal["genbank", "uniprot"] = "genbank"
+    uniprot: UniProtInputs = field(default_factory=UniProtInputs)
     raw_dir: str = "data/raw"
     out: str = "out/mini-benchmark"
     seed: int = 0
@@ -81,6 +86,20 @@ def enzyme_inputs(cfg: BuildConfig) -> tuple[Path, list[Path]]:
         return Path(name) if Path(name).is_absolute() else Path(cfg.raw_dir) / name
 
     return raw(cfg.enzyme_dat), [raw(p) for p in cfg.enzclass]
+
+
+def source_files(cfg: BuildConfig) -> list[Path]:
+    """The record inputs of the build's front end (checked: ``InputError`` names a missing one)."""
+    if cfg.source == "uniprot":
+        return [p for paths in uniprot_files(cfg.raw_dir, cfg.uniprot).values() for p in paths]
+    return genbank_files(cfg.raw_dir)
+
+
+def read_source(cfg: BuildConfig) -> tuple[pl.DataFrame, list[Reject]]:
+    """Records and rejects of the front end; UniProt records already carry their UniRef columns."""
+    if cfg.source == "uniprot":
+        return read_uniprot(cfg.raw_dir, cfg.uniprot)
+    return read_genbank_dir(cfg.raw_dir)
 
 
 def resolve_ecs(df: pl.DataFrame, db: EnzymeDB) -> tuple[pl.DataFrame, list[Reject]]:
@@ -208,7 +227,7 @@ def build_benchmarks(cfg: BuildConfig) -> Path:
     """Run the whole build; return the output folder. Raises ``InputError`` for a missing input or
     an empty result, leaving no output behind."""
     enzyme_dat, enzclass = enzyme_inputs(cfg)
-    inputs = [enzyme_dat, *enzclass, *genbank_files(cfg.raw_dir)]  # checked before any work or progress output
+    inputs = [enzyme_dat, *enzclass, *source_files(cfg)]  # checked before any work or progress output
     for path in (enzyme_dat, *enzclass):
         if not path.is_file():
             raise InputError(f"ENZYME file not found: {path} (enzyme_dat/enzclass, relative to raw_dir={cfg.raw_dir})")
@@ -218,17 +237,19 @@ def build_benchmarks(cfg: BuildConfig) -> Path:
         steps.set_postfix_str("ENZYME")
         db = load_enzyme(enzyme_dat, enzclass)
         steps.update()
-        steps.set_postfix_str("GenBank")
-        records, rejects = read_genbank_dir(cfg.raw_dir)
+        steps.set_postfix_str(cfg.source)
+        records, rejects = read_source(cfg)
         records, ec_rejects = resolve_ecs(records, db)
         rejects = rejects + ec_rejects
         if records.is_empty():
-            raise InputError(f"empty result: no usable CDS record in {Path(cfg.raw_dir) / 'genbank'}")
+            where = Path(cfg.raw_dir) / "genbank" if cfg.source == "genbank" else Path(cfg.raw_dir)
+            raise InputError(f"empty result: no usable CDS record in {where} ({cfg.source} inputs)")
         steps.update()
-        steps.set_postfix_str("MMseqs2 clusters")
-        with tempfile.TemporaryDirectory(prefix="biotalk-cluster-") as workdir:
-            ids = [float(i) for i in cfg.identities]
-            records = cluster_proteins(records, ids, cfg.coverage, cfg.threads, workdir, cfg.cache_dir)
+        steps.set_postfix_str("clusters")
+        if cfg.source == "genbank":  # UniProt records carry UniProt's clusters
+            with tempfile.TemporaryDirectory(prefix="biotalk-cluster-") as workdir:
+                ids = [float(i) for i in cfg.identities]
+                records = cluster_proteins(records, ids, cfg.coverage, cfg.threads, workdir, cfg.cache_dir)
         steps.update()
         steps.set_postfix_str("descriptions")
         records = describe_records(records, db, cfg.seed)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from biotalk.cache import file_digest
 from biotalk.data.genbank import Reject, reject_category
+from biotalk.data.schema import portable_path
 from biotalk.reports import table1
 
 if TYPE_CHECKING:
@@ -64,6 +65,27 @@ def split_rules_text(cfg: BuildConfig, stats: dict, untested: int) -> str:
                                valid2=valid2)  # fmt: skip
 
 
+MMSEQS_CLUSTERS = """**The UniRef columns are computed, not UniProt's.** No UniProt ID mapping is available here, so the
+proteins were clustered with MMseqs2 (`easy-cluster`, greedy by length, coverage {coverage} of both
+sequences, identities {identities}), hierarchically like UniRef: the 100 % representatives were
+clustered at 90 %, those at 50 %, so each 90 cluster lies in one 50 cluster. IDs name the
+representative: `UniRef50_<AC>`."""
+
+UNIPROT_CLUSTERS = """**The UniRef columns are UniProt's** (`idmapping_selected.tab`, columns 8-10). Records come from
+UniProtKB entries (Bacteria and Archaea) and their ENA CDS; `AC` is the UniProtKB accession, `EmblCdsId` the
+EMBL-CDS accession, `DBtype` `SwissProt` a reviewed entry."""
+
+GENBANK_PROVENANCE = """Full provenance: `SOURCES.md` (copied from the raw data folder). NCBI RefSeq/GenBank records are
+public with no NCBI-imposed restrictions (submitters may claim rights in some sequences); one genome
+(S. pyogenes M1 GAS) is a RASTtk/PATRIC annotation of a public NCBI sequence. ExPASy ENZYME (2018
+release, SIB Swiss Institute of Bioinformatics; current releases CC BY 4.0) supplies EC names,
+reactions, cofactors and comments; class names from enzclass.txt (2018, plus 2021 for class 7).
+"""
+
+UNIPROT_PROVENANCE = """Sources: UniProtKB (CC BY 4.0), the UniProt ID mapping, ENA coding sequences (see the ENA terms of
+use) and ExPASy ENZYME (CC BY 4.0). """
+
+
 def dataset_card(cfg: BuildConfig, stats: dict, targets: dict[str, int], result: SplitResult,
                  rejects: list[Reject], inputs: list[Path], paper_stats: dict | None = None) -> str:  # fmt: skip
     """The dataset card (OUT/README.md): provenance, licences, Table 1, what was removed and why."""
@@ -72,8 +94,9 @@ def dataset_card(cfg: BuildConfig, stats: dict, targets: dict[str, int], result:
     reject_counts: dict[str, int] = {}
     for r in rejects:
         reject_counts[reject_category(r.reason)] = reject_counts.get(reject_category(r.reason), 0) + 1
-    files = "\n".join(f"| `{p.relative_to(cfg.raw_dir)}` | {p.stat().st_size:,} | `{file_digest(p)}` |" for p in inputs)
-    return f"""# BioTalk mini benchmark
+    files = "\n".join(f"| `{portable_path(p)}` | {p.stat().st_size:,} | `{file_digest(p)}` |" for p in inputs)
+    uniprot = cfg.source == "uniprot"
+    return f"""# BioTalk benchmark ({"UniProtKB + ENA + ENZYME" if uniprot else "mini, from GenBank genomes"})
 
 DNA sequences of enzyme genes from prokaryotic genomes, each paired with its EC number and a
 natural-language description of the enzyme's function, split into the BioTalk benchmarks:
@@ -103,11 +126,7 @@ the CDS cross-references Swiss-Prot, else `Unreviewed`); then `Protein`, `Organi
 the label), `TemplateId`, `SplitLevel` (`UniRef50`, `UniRef90`, `UniRef100`, `record`, or `EC` for an
 EC held out whole), `IsDuplicate`, `RecordId` (`EmblCdsId|EC`).
 
-**The UniRef columns are computed, not UniProt's.** No UniProt ID mapping is available here, so the
-proteins were clustered with MMseqs2 (`easy-cluster`, greedy by length, coverage {cfg.coverage} of both
-sequences, identities {cfg.identities}), hierarchically like UniRef: the 100 % representatives were
-clustered at 90 %, those at 50 %, so each 90 cluster lies in one 50 cluster. IDs name the
-representative: `UniRef50_<AC>`.
+{UNIPROT_CLUSTERS if uniprot else MMSEQS_CLUSTERS.format(coverage=cfg.coverage, identities=cfg.identities)}
 
 ## Splits and guarantees
 
@@ -142,10 +161,5 @@ target, and an EC the release does not know (newer than it) was rejected.
 |---|---|---|
 {files}
 
-Full provenance: `SOURCES.md` (copied from the raw data folder). NCBI RefSeq/GenBank records are
-public with no NCBI-imposed restrictions (submitters may claim rights in some sequences); one genome
-(S. pyogenes M1 GAS) is a RASTtk/PATRIC annotation of a public NCBI sequence. ExPASy ENZYME (2018
-release, SIB Swiss Institute of Bioinformatics; current releases CC BY 4.0) supplies EC names,
-reactions, cofactors and comments; class names from enzclass.txt (2018, plus 2021 for class 7).
-Descriptions are generated from these fields and the records' own /product, /function and /note.
+{UNIPROT_PROVENANCE if uniprot else GENBANK_PROVENANCE}Descriptions are generated from these fields and the records' own /product, /function and /note.
 """

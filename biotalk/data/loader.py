@@ -1,21 +1,27 @@
 """Load a BioTalk benchmark, ours or the published one, as a ``datasets.DatasetDict``.
 
 Our builder writes ``Benchmark-X/{Train,Valid}.parquet`` and ``Test/{test1,test2}.parquet`` (and, under
-strict split rules, ``Test/valid2.parquet``: zero-shot validation, returned when present); the
-published BioTalk data has the same benchmark folders and ``test1.csv``/``test2.csv``, with fewer
-columns (no ``Protein``, ``DescriptionMasked``, ...) and ``DBtype`` spelled ``Swissprot``/``Uniprot``.
-Both come back with one schema; missing columns are filled (see ``normalise``).
+strict split rules, ``Test/valid2.parquet``: zero-shot validation, returned when present). The published
+BioTalk download has ``Benchmark-Datasets-Train+Valid/Benchmark-X/{Train,Valid}.parquet`` and
+``Benchmark-Datasets-Test/{test1,test2}.csv`` (the two folders may also be merged into one root), with
+nine string columns in either of two orders (plus ``DBtype`` in Benchmarks I and II, ``Swissprot``/
+``Uniprot``). Both come back with one schema (see ``normalise``); rows that cannot be used (no or
+no full EC, no DNA) are left out, counted per reason in a ``LoadReport`` and announced by a warning.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
 
 from biotalk.data.schema import (
+    BENCHMARKS,
     COLUMNS,
     CURATED_BENCHMARKS,
     OPTIONAL_SPLITS,
@@ -26,50 +32,162 @@ from biotalk.data.schema import (
     build_command,
     split_key,
 )
+from biotalk.ec import full_ecs, split_ec_field
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
 
 _DBTYPE = {"swissprot": "SwissProt", "uniprot": "Unreviewed", "trembl": "Unreviewed", "unreviewed": "Unreviewed"}
+TRAIN_VALID_DIR, TEST_DIR = "Benchmark-Datasets-Train+Valid", "Benchmark-Datasets-Test"  # the published download
+NOT_DNA = r"[^ACGTRYSWKMBDHVN]"  # IUPAC nucleotide codes; N (and the other ambiguity codes) are kept
+EXAMPLES = 3
 
 
-def _find(root: Path, candidates: list[str]) -> Path:
-    for name in candidates:
-        if (root / name).is_file():
-            return root / name
-    raise FileNotFoundError(f"benchmark file not found: none of {candidates} in {root}; build one with: "
+class UnusableRowsWarning(UserWarning):
+    """Rows of a benchmark file were left out; ``LoadReport`` says which and why."""
+
+
+@dataclass
+class SplitReport:
+    """What loading one split file did: rows read and returned, rows left out per reason, and notes
+    (rows changed but kept: rewritten or multi-EC fields, upper-cased DNA, unknown DBtype values)."""
+
+    file: str
+    rows: int = 0
+    returned: int = 0
+    unusable: dict[str, int] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+    notes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class LoadReport:
+    path: str
+    benchmark: str
+    splits: dict[str, SplitReport] = field(default_factory=dict)
+
+    @property
+    def unusable(self) -> int:
+        return sum(sum(s.unusable.values()) for s in self.splits.values())
+
+    def summary(self) -> str:
+        """One line: rows left out per split and reason, with an example each."""
+        parts = [f"{name} {sum(s.unusable.values())}/{s.rows} ({', '.join(f'{r} {n}' for r, n in s.unusable.items())};"
+                 f" e.g. {Path(s.file).name} {s.examples[0]})" for name, s in self.splits.items() if s.unusable]
+        return f"{self.path} {self.benchmark}: {self.unusable} unusable rows left out: " + "; ".join(parts)
+
+
+def _roots(root: Path) -> tuple[Path, Path]:
+    """Folders of the benchmark splits and of the shared test files: the download's two, or ``root``."""
+    train = root / TRAIN_VALID_DIR
+    test = root / TEST_DIR
+    return (train if train.is_dir() else root), (test if test.is_dir() else root)
+
+
+def available_benchmarks(path: str | Path) -> list[str]:
+    """The benchmarks (``I`` ... ``IV``) with a folder in ``path``, in either layout."""
+    bench_root = _roots(Path(path))[0]
+    return [b for b in BENCHMARKS if (bench_root / benchmark_name(b)).is_dir()]
+
+
+def _find(root: Path, candidates: list[Path]) -> Path:
+    for path in candidates:
+        if path.is_file():
+            return path
+    names = [str(p.relative_to(root)) for p in candidates]
+    raise FileNotFoundError(f"benchmark file not found: none of {names} in {root}; build one with: "
                             f"{build_command(root)}")
 
 
+def _candidates(root: Path, name: str, split: str) -> list[Path]:
+    bench_root, test_root = _roots(root)
+    key = split_key(name, split)
+    if split in SHARED_SPLITS:  # ours in Test/, the published files at the (test) root, csv or parquet
+        return [root / f"{key}.parquet", test_root / f"{split}.csv", root / f"{key}.csv", test_root / f"{split}.parquet"]
+    return [bench_root / f"{key}.parquet", bench_root / f"{key}.csv"]
+
+
 def _read(path: Path) -> pl.DataFrame:
+    """A split file, any column order; CSV columns all as text (ECs and ids stay strings)."""
     if path.suffix == ".csv":
-        df = pl.read_csv(path, infer_schema=False)  # every column as text: ECs and IDs stay strings
+        df = pl.read_csv(path, infer_schema=False)
     else:
         df = pl.read_parquet(path)
+    df = df.rename({c: c.strip() for c in df.columns})
     if "EC" not in df.columns or "Sequence" not in df.columns:
         raise ValueError(f"{path}: needs at least the columns EC and Sequence, has {df.columns}")
     return df
 
 
-def normalise(df: pl.DataFrame, curated: bool) -> pl.DataFrame:
-    """Our schema for any benchmark table. Missing columns: ``DBtype`` is ``SwissProt`` for curated
-    splits (III, IV, tests), ``DescriptionMasked`` is ``Description`` with ECs masked, ``RecordId`` is
-    ``EmblCdsId|EC`` (or ``AC|EC``), ``IsDuplicate`` marks repeats of a RecordId (published balanced
-    sets hold unmarked copies), ``TemplateId`` is -1; the rest is null."""
+def _ec_lookup(values: list[str]) -> dict[str, tuple[list[str], str | None]]:
+    """Each distinct EC field -> (its full ECs, normalised; the reason the row is unusable, or None)."""
+    lookup = {}
+    for value in values:
+        kept, rejected = full_ecs(split_ec_field(value))
+        reason = None if kept else "no EC" if not rejected else (
+            "partial EC only" if all(why == "partial EC" for _, why in rejected) else "invalid EC")
+        lookup[value] = (kept, reason)
+    return lookup
+
+
+def _clean(df: pl.DataFrame, report: SplitReport) -> pl.DataFrame:
+    """Normalised ECs (one row per full EC of a multi-EC field) and upper-case DNA; rows without a
+    full EC or DNA go to ``report``, never silently."""
+    raw_ec = pl.col("EC").cast(pl.Utf8).fill_null("").str.strip_chars()
+    df = df.with_columns(raw_ec.alias("EC"), pl.int_range(1, pl.len() + 1).alias("_row"))
+    lookup = _ec_lookup(df["EC"].unique().to_list())
+    ecs = {k: v[0] for k, v in lookup.items()}
+    reasons = {k: v[1] for k, v in lookup.items()}
+    dna = pl.col("Sequence").cast(pl.Utf8).fill_null("").str.strip_chars()
+    df = df.with_columns(
+        pl.col("EC").replace_strict(ecs, return_dtype=pl.List(pl.Utf8)).alias("_ecs"),
+        pl.when(dna == "").then(pl.lit("no sequence"))
+        .when(dna.str.to_uppercase().str.contains(NOT_DNA)).then(pl.lit("not DNA"))
+        .otherwise(pl.col("EC").replace_strict(reasons, return_dtype=pl.Utf8)).alias("_reason"),
+        dna.str.to_uppercase().alias("_dna"),
+    )
+    bad = df.filter(pl.col("_reason").is_not_null())
+    report.unusable = dict(sorted(Counter(bad["_reason"].to_list()).items()))
+    report.examples = [f"row {r}: {why} (EC {ec!r})" for r, why, ec in bad.head(EXAMPLES).select("_row", "_reason", "EC").iter_rows()]
+    good = df.filter(pl.col("_reason").is_null())
+    notes = {
+        "EC rewritten": good.filter((pl.col("_ecs").list.len() == 1) & (pl.col("_ecs").list.first() != pl.col("EC"))).height,
+        "multi-EC rows expanded": good.filter(pl.col("_ecs").list.len() > 1).height,
+        "DNA upper-cased": good.filter(pl.col("_dna") != pl.col("Sequence")).height,
+    }
+    report.notes.update({k: n for k, n in notes.items() if n})
+    good = good.with_columns(pl.col("_dna").alias("Sequence")).explode("_ecs")
+    return good.with_columns(pl.col("_ecs").alias("EC")).drop("_ecs", "_reason", "_dna", "_row")
+
+
+def _dbtype(df: pl.DataFrame, curated: bool, report: SplitReport) -> pl.DataFrame:
+    """``SwissProt``/``Unreviewed`` whatever the spelling; absent: ``SwissProt`` for curated splits."""
+    if "DBtype" not in df.columns:
+        return df.with_columns(pl.lit("SwissProt" if curated else None, pl.Utf8).alias("DBtype"))
+    norm = pl.col("DBtype").cast(pl.Utf8).str.strip_chars()
+    df = df.with_columns(norm.str.to_lowercase().replace_strict(_DBTYPE, default=norm).alias("DBtype"))
+    for value, n in df.filter(~pl.col("DBtype").is_in(list(_DBTYPE.values()))).group_by("DBtype").len().iter_rows():
+        report.notes[f"unknown DBtype {value!r}"] = n
+    return df
+
+
+def normalise(df: pl.DataFrame, curated: bool, report: SplitReport | None = None) -> pl.DataFrame:
+    """Our schema for any benchmark table, unusable rows counted in ``report``. Missing columns:
+    ``DBtype`` is ``SwissProt`` for curated splits (III, IV, tests), ``DescriptionMasked`` is
+    ``Description`` with ECs masked, ``RecordId`` is ``EmblCdsId|EC`` (or ``AC|EC``), ``IsDuplicate``
+    marks repeats of a RecordId (published balanced sets hold unmarked copies), ``TemplateId`` is -1;
+    the rest is null."""
     from biotalk.data.text_clean import mask_ec
 
-    df = df.with_columns(pl.col("EC").cast(pl.Utf8).str.strip_chars())
-    missing = {c: pl.lit(None, SCHEMA[c]).alias(c) for c in COLUMNS if c not in df.columns}
-    for name in ("DBtype", "DescriptionMasked", "RecordId", "IsDuplicate", "TemplateId"):
-        missing.pop(name, None)
-    df = df.with_columns(list(missing.values()))
-    if "DBtype" in df.columns:
-        norm = pl.col("DBtype").cast(pl.Utf8).str.strip_chars()
-        df = df.with_columns(norm.str.to_lowercase().replace_strict(_DBTYPE, default=norm).alias("DBtype"))
-    else:
-        df = df.with_columns(pl.lit("SwissProt" if curated else None, pl.Utf8).alias("DBtype"))
-    if "DescriptionMasked" not in df.columns:
-        masked = pl.col("Description").map_elements(mask_ec, return_dtype=pl.Utf8)
+    report = report or SplitReport(file="")
+    report.rows = df.height
+    df = _dbtype(_clean(df, report), curated, report)
+    missing = [pl.lit(None, SCHEMA[c]).alias(c) for c in COLUMNS if c not in df.columns
+               and c not in ("DBtype", "DescriptionMasked", "RecordId", "IsDuplicate", "TemplateId")]
+    df = df.with_columns(missing)
+    if "DescriptionMasked" not in df.columns:  # mask each distinct text once: published texts repeat per EC
+        texts = df["Description"].drop_nulls().unique().to_list()
+        masked = pl.col("Description").replace_strict({t: mask_ec(t) for t in texts}, default=None, return_dtype=pl.Utf8)
         df = df.with_columns(masked.alias("DescriptionMasked"))
     if "RecordId" not in df.columns:
         df = df.with_columns((pl.coalesce("EmblCdsId", "AC", pl.lit("")) + "|" + pl.col("EC")).alias("RecordId"))
@@ -79,32 +197,45 @@ def normalise(df: pl.DataFrame, curated: bool) -> pl.DataFrame:
         df = df.with_columns(pl.lit(-1, pl.Int32).alias("TemplateId"))
     if df["IsDuplicate"].dtype == pl.Utf8:
         df = df.with_columns(pl.col("IsDuplicate").str.to_lowercase().is_in(["true", "1"]))
+    report.returned = df.height
     return df.select([pl.col(c).cast(t) for c, t in SCHEMA.items()])
 
 
-def load_tables(path: str | Path, benchmark: str | int = "III", splits: Sequence[str] = SPLITS) -> dict[str, pl.DataFrame]:
-    """``{"train", "valid", "test1", "test2"}`` (and ``"valid2"`` when built) polars tables in our schema;
-    ``splits`` reads only those (validation-only tools never open a test file)."""
+def read_tables(path: str | Path, benchmark: str | int = "III",
+                splits: Sequence[str] = SPLITS) -> tuple[dict[str, pl.DataFrame], LoadReport]:
+    """``load_tables`` and its ``LoadReport`` (rows per split, unusable rows per reason, notes)."""
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"benchmark folder not found: {root}; build it with: {build_command(root)}")
     name = benchmark_name(benchmark)
     curated = name.removeprefix("Benchmark-") in CURATED_BENCHMARKS
+    report = LoadReport(str(root), name)
     tables = {}
     for split in splits:
-        key = split_key(name, split)
-        if split in SHARED_SPLITS:  # ours in Test/, the published files at the root, csv or parquet
-            candidates = [f"{key}.parquet", f"{split}.csv", f"{key}.csv", f"{split}.parquet"]
-        else:
-            candidates = [f"{key}.parquet", f"{key}.csv"]
-        if split in OPTIONAL_SPLITS and not any((root / c).is_file() for c in candidates):
+        candidates = _candidates(root, name, split)
+        if split in OPTIONAL_SPLITS and not any(c.is_file() for c in candidates):
             continue
-        tables[split] = normalise(_read(_find(root, candidates)), curated or split in SHARED_SPLITS)
-    return tables
+        file = _find(root, candidates)
+        report.splits[split] = SplitReport(str(file))
+        tables[split] = normalise(_read(file), curated or split in SHARED_SPLITS, report.splits[split])
+    if report.unusable:
+        warnings.warn(report.summary(), UnusableRowsWarning, stacklevel=3)
+    return tables, report
+
+
+def load_tables(path: str | Path, benchmark: str | int = "III", splits: Sequence[str] = SPLITS) -> dict[str, pl.DataFrame]:
+    """``{"train", "valid", "test1", "test2"}`` (and ``"valid2"`` when built) polars tables in our schema;
+    ``splits`` reads only those (validation-only tools never open a test file). Unusable rows are left
+    out with an ``UnusableRowsWarning``; ``read_tables`` also returns the counts."""
+    return read_tables(path, benchmark, splits)[0]
 
 
 def load_benchmark(path: str | Path, benchmark: str | int = "III", splits: Sequence[str] = SPLITS) -> DatasetDict:
-    """A benchmark as ``DatasetDict(train, valid, test1, test2[, valid2])``, every split with the same columns."""
+    """A benchmark as ``DatasetDict(train, valid, test1, test2[, valid2])``, every split with the same columns;
+    its ``load_report`` attribute is the ``LoadReport``."""
     from datasets import Dataset, DatasetDict
 
-    return DatasetDict({split: Dataset.from_polars(df) for split, df in load_tables(path, benchmark, splits).items()})
+    tables, report = read_tables(path, benchmark, splits)
+    data = DatasetDict({split: Dataset.from_polars(df) for split, df in tables.items()})
+    data.load_report = report
+    return data

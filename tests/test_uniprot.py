@@ -1,0 +1,181 @@
+"""The UniProt/ENA front end on real-format fixtures (tests/fixtures/uniprot, see its README): readers,
+idmapping by column number, both entry formats giving the same records, and a whole build checked record
+by record (kept or rejected with which reason, EC, DBtype, clusters from idmapping, DNA from ENA)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import polars as pl
+import pytest
+from fixtures.data import ROOT
+
+from biotalk.config import load_config
+from biotalk.data.build import BuildConfig, build_benchmarks
+from biotalk.data.errors import InputError
+from biotalk.data.sources import UniProtInputs, _idmapping_batches, read_uniprot
+from biotalk.data.uniprot import domain, fasta_id, read_cds_fasta, read_flat, read_tsv
+
+FIXTURES = ROOT / "tests" / "fixtures" / "uniprot"
+FLAT = ["uniprot_sprot.dat.gz", "uniprot_trembl.dat.gz"]
+INPUTS = {"idmapping": "idmapping_selected.tab.gz", "cds_fasta": ["ena_cds.fasta.gz"]}
+# Every fixture entry with an EC that yields no record, and why (record: accession, or accession + CDS id).
+REJECTED = {
+    ("P0AE52", "partial EC: 1.11.1.-"),  # its full EC 1.11.1.7 is kept
+    ("P22564", "partial EC: 3.2.2.-"),
+    ("P62623", "no EMBL CDS: no EMBL cross-reference"),
+    ("O23729", "not Bacteria or Archaea: Eukaryota"),
+    ("NP_988249", "not in idmapping: no UniRef clusters"),
+    ("P0A9L5 NP_418223.2", "no CDS sequence in ENA FASTA"),  # its other CDS, NP_418223.1, is kept
+}
+DELETED = ("YP_002406707.1|1.3.99.1", "EC not current in ENZYME: 1.3.99.1 was deleted or split into ()")
+# RecordId -> (AC, EC, DBtype, OC) of every record the build keeps (before the split's guarantees).
+KEPT = {
+    "NP_417808.1|5.2.1.8": ("P0A9K9", "5.2.1.8", "SwissProt", "Bacteria"),
+    "NP_418223.1|5.2.1.8": ("P0A9L5", "5.2.1.8", "SwissProt", "Bacteria"),
+    "NP_414569.1|5.2.1.8": ("P0AEM0", "5.2.1.8", "SwissProt", "Bacteria"),
+    "NP_417806.1|5.2.1.8": ("P45523", "5.2.1.8", "SwissProt", "Bacteria"),
+    "NP_414543.1|2.7.2.4": ("P00561", "2.7.2.4", "SwissProt", "Bacteria"),  # multi-EC entry: one row per EC
+    "NP_414543.1|1.1.1.3": ("P00561", "1.1.1.3", "SwissProt", "Bacteria"),
+    "NP_416975.1|1.11.1.7": ("P0AE52", "1.11.1.7", "SwissProt", "Bacteria"),
+    "NP_415584.1|2.3.1.267": ("P0A948", "2.3.1.267", "SwissProt", "Bacteria"),  # 2.3.1.128, transferred
+    "YP_002409726.1|5.2.1.8": ("YP_002409726", "5.2.1.8", "Unreviewed", "Bacteria"),
+    "NP_987692.1|5.2.1.8": ("NP_987692", "5.2.1.8", "Unreviewed", "Archaea"),
+    "NP_988248.1|5.2.1.8": ("NP_988248", "5.2.1.8", "Unreviewed", "Archaea"),
+    "WP_014574611.1|5.2.1.8": ("WP_014574611", "5.2.1.8", "Unreviewed", "Bacteria"),
+}
+
+
+def _idmapping() -> pl.DataFrame:
+    return pl.concat(_idmapping_batches(FIXTURES / INPUTS["idmapping"], 1 << 20))
+
+
+def _dna() -> dict[str, str]:
+    return dict(read_cds_fasta(FIXTURES / "ena_cds.fasta.gz"))
+
+
+def test_flat_file_reader() -> None:
+    entries = {e.ac: e for path in FLAT for e in read_flat(FIXTURES / path)}
+    assert len(entries) == 16
+    assert entries["P00561"].ec_items == ("2.7.2.4", "1.1.1.3")  # the ECs of both Includes: parts
+    assert entries["P0AE52"].ec_items == ("1.11.1.-", "1.11.1.7")
+    assert entries["NP_987692"].ec_items == ("5.2.1.8",)  # evidence tag {ECO:...} dropped
+    assert entries["P0A9L5"].cds_ids == ("NP_418223.1", "NP_418223.2")  # the NOT_ANNOTATED_CDS '-' skipped
+    assert entries["P62623"].has_embl is False and entries["P62623"].cds_ids == ()
+    assert (entries["P0A9K9"].dbtype, entries["NP_987692"].dbtype) == ("SwissProt", "Unreviewed")
+    assert [domain(entries[a].lineage) for a in ("P0A9K9", "NP_987692", "O23729")] == ["Bacteria", "Archaea", "Eukaryota"]
+    assert entries["O23729"].protein.startswith("MAPAMEEIRQ") and len(entries["O23729"].protein) == 394
+
+
+def test_tsv_reader_and_lineage_with_ranks() -> None:
+    entries = {e.ac: e for e in read_tsv(FIXTURES / "uniprot.tsv.gz")}
+    assert domain(entries["O23729"].lineage) == "Eukaryota"  # "cellular organisms (no rank), Eukaryota (domain)"
+    assert entries["P00561"].ec_items == ("2.7.2.4", "1.1.1.3") and entries["P00561"].cds_ids is None
+    assert entries["P0AE52"].product == "peroxiredoxin, thiol peroxidase, thioredoxin-dependent"
+
+
+def test_idmapping_read_by_documented_column_numbers() -> None:
+    rows = {r["AC"]: r for r in _idmapping().iter_rows(named=True)}
+    assert rows["P0A9L5"]["EmblCds"] == "NP_418223.1; NP_418223.2"  # column 18, not 22 (PubMed) as the reference read
+    assert rows["YP_002409726"]["UniRef50"] == "UniRef50_P0A9K9"  # an E. coli IAI39 SlyD in K-12's cluster
+    assert (rows["P0A9K9"]["UniRef100"], rows["P0A9K9"]["UniRef90"]) == ("UniRef100_P0A9K9", "UniRef90_P0A9K9")
+
+
+def test_ena_fasta_ids() -> None:
+    assert fasta_id("ENA|AAC73113|AAC73113.1 Escherichia coli thrA") == "AAC73113.1"
+    assert fasta_id("AAC73113.1 Escherichia coli") == "AAC73113.1"
+    assert all(seq == seq.upper() and set(seq) <= set("ACGTN") for seq in _dna().values())
+
+
+def test_flat_files_and_tsv_export_give_the_same_records() -> None:
+    flat, flat_rejects = read_uniprot(FIXTURES, UniProtInputs(entries=FLAT, batch_rows=3, **INPUTS))
+    tsv, tsv_rejects = read_uniprot(FIXTURES, UniProtInputs(entries=["uniprot.tsv.gz"], **INPUTS))
+    assert flat.drop("SourceFile", "Function", "Product").equals(tsv.drop("SourceFile", "Function", "Product"))
+    assert {(r.record, r.reason) for r in flat_rejects} == {(r.record, r.reason) for r in tsv_rejects} == REJECTED
+    before_enzyme = set(KEPT) - {"NP_415584.1|2.3.1.267"} | {"NP_415584.1|2.3.1.128", DELETED[0]}  # as written
+    assert set(flat["RecordId"]) == before_enzyme
+
+
+def test_tsv_export_of_five_columns_translates_the_cds(tmp_path: Path) -> None:
+    """The five-column export (no sequence): proteins are the CDS translated with the bacterial code."""
+    tsv = pl.read_csv(FIXTURES / "uniprot.tsv.gz", separator="\t", quote_char=None)
+    tsv.select("Entry", "Reviewed", "EC number", "Taxonomic lineage", "EMBL").write_csv(tmp_path / "five.tsv", separator="\t")
+    for name in ("idmapping_selected.tab.gz", "ena_cds.fasta.gz"):
+        (tmp_path / name).symlink_to(FIXTURES / name)
+    five, _ = read_uniprot(tmp_path, UniProtInputs(entries=["five.tsv"], **INPUTS))
+    flat, _ = read_uniprot(FIXTURES, UniProtInputs(entries=FLAT, **INPUTS))
+    same = five.join(flat, on="RecordId", suffix="_flat")
+    assert same.height == flat.height
+    code4 = pl.col("Organism_flat").str.starts_with("Mycoplasma")  # genetic code 4: TGA is Trp, not a stop
+    assert (same.filter(~code4)["Protein"] == same.filter(~code4)["Protein_flat"]).all()
+    assert same.filter(code4)["Protein"].str.len_chars().max() < same.filter(code4)["Protein_flat"].str.len_chars().max()
+
+
+@pytest.fixture(scope="module")
+def uniprot_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture built with configs/data/uniprot.yaml (inputs renamed to the fixture files)."""
+    root = tmp_path_factory.mktemp("uniprot")
+    raw = root / "raw"
+    raw.mkdir()
+    for path in FIXTURES.glob("*.gz"):
+        (raw / path.name).symlink_to(path)
+    (raw / "expasy_enzyme").symlink_to(ROOT / "data" / "raw" / "expasy_enzyme")
+    overrides = [f"raw_dir={raw}", f"out={root / 'out'}", f"uniprot.entries=[{','.join(FLAT)}]", "threads=1",
+                 "enzyme_dat=expasy_enzyme/enzyme_2018-09-12.dat.gz", "enzclass=[expasy_enzyme/enzclass_2018-09-12.txt.gz]",
+                 "target_ii=2", "target_iv=1", "cache_dir=null", "uniprot.batch_rows=4",
+                 "uniprot.cds_fasta=[ena_*.fasta.gz]"]  # a glob, as for fetch_sources' ENA batches  # fmt: skip
+    return build_benchmarks(load_config(BuildConfig, ROOT / "configs" / "data" / "uniprot.yaml", overrides))
+
+
+def _splits(out: Path) -> dict[str, pl.DataFrame]:
+    return {str(p.relative_to(out).with_suffix("")): pl.read_parquet(p) for p in out.glob("*/*.parquet")}
+
+
+def test_build_record_by_record(uniprot_build: Path) -> None:
+    rejects = pl.read_csv(uniprot_build / "rejects.tsv", separator="\t")
+    assert set(rejects.select("record", "reason").iter_rows()) == REJECTED | {DELETED}
+    splits = _splits(uniprot_build)
+    rows = pl.concat(list(splits.values())).filter(~pl.col("IsDuplicate")).unique("RecordId")
+    removed = pl.read_csv(uniprot_build / "removed.tsv", separator="\t")
+    assert set(rows["RecordId"]) | set(removed["RecordId"]) == set(KEPT)
+    clusters = {r["AC"]: r for r in _idmapping().iter_rows(named=True)}
+    dna = _dna()
+    for row in rows.iter_rows(named=True):
+        assert (row["AC"], row["EC"], row["DBtype"], row["OC"]) == KEPT[row["RecordId"]]
+        for level in ("UniRef100", "UniRef90", "UniRef50"):  # UniProt's clusters, not recomputed ones
+            assert row[level] == clusters[row["AC"]][level]
+        assert row["Sequence"] == dna[row["EmblCdsId"]]
+        assert row["EC"] not in row["DescriptionMasked"]
+
+
+def test_build_split_guarantees(uniprot_build: Path) -> None:
+    splits = _splits(uniprot_build)
+    tests = pl.concat([df for name, df in splits.items() if name.startswith("Test/")])
+    training = pl.concat([df for name, df in splits.items() if not name.startswith("Test/")])
+    assert not set(tests["UniRef50"]) & set(training["UniRef50"])  # strict rules: no shared UniRef50 cluster
+    assert not set(tests["Sequence"]) & set(training["Sequence"])
+    zero_shot = pl.concat([splits["Test/test2"], splits["Test/valid2"]])
+    assert not set(zero_shot["EC"]) & set(training["EC"])
+    only_reviewed = zero_shot.filter(pl.col("EC").is_in(["1.1.1.3", "2.7.2.4", "1.11.1.7", "2.3.1.267"]))
+    assert only_reviewed.height == 4 and set(only_reviewed["SplitLevel"]) == {"EC"}  # held out whole
+    assert set(splits["Test/test1"]["EC"]) <= set(splits["Benchmark-III/Train"]["EC"])
+    assert set(splits["Benchmark-III/Train"]["DBtype"]) == {"SwissProt"}
+
+
+def test_missing_input_is_one_line_error(tmp_path: Path) -> None:
+    for path in FIXTURES.glob("*.gz"):
+        (tmp_path / path.name).symlink_to(path)
+    (tmp_path / INPUTS["idmapping"]).unlink()
+    with pytest.raises(InputError) as err:
+        read_uniprot(tmp_path, UniProtInputs(entries=FLAT, **INPUTS))
+    assert str(err.value) == f"UniProt input uniprot.idmapping not found: {tmp_path / INPUTS['idmapping']}"
+    cfg = load_config(BuildConfig, ROOT / "configs" / "data" / "uniprot.yaml", [f"raw_dir={tmp_path}", f"out={tmp_path / 'out'}"])
+    with pytest.raises(InputError, match=r"^UniProt input uniprot.entries not found: .*uniprot_sprot_bacteria.dat.gz$"):
+        build_benchmarks(cfg)  # the config's own file names: checked before any work
+    assert not (tmp_path / "out").exists()
+    with gzip.open(tmp_path / INPUTS["idmapping"], "wt") as out:
+        out.write("P0A9K9\tSLYD_ECOLI\t\n")  # 3 columns, not 22
+    with pytest.raises(InputError, match=r"idmapping_selected.tab.gz: not a 22-column") as err:
+        read_uniprot(tmp_path, UniProtInputs(entries=FLAT, **INPUTS))
+    assert "\n" not in str(err.value)
