@@ -1,8 +1,9 @@
 """Build the BioTalk benchmarks (I-IV, Test-I, Test-II) from GenBank genomes and ExPASy ENZYME.
 
 Pipeline: read records -> resolve transferred ECs (one label space: every label an active ENZYME EC)
--> MMseqs2 UniRef-like clusters -> descriptions -> splits (strict identity rule, or the paper's) with
-leakage guarantees -> cluster-aware balancing -> parquet files, Table 1, rejects, dataset card.
+-> MMseqs2 UniRef-like clusters -> record store (slim split columns in memory, long strings on disk)
+-> splits (strict identity rule, or the paper's) with leakage guarantees -> cluster-aware balancing
+-> parquet files written a partition at a time with their descriptions, Table 1, rejects, dataset card.
 Everything is written into a temporary folder that replaces ``out`` only at
 the end, so a failed build leaves no partial output. One seed gives byte-identical files.
 """
@@ -23,13 +24,13 @@ from biotalk.config import to_dict
 from biotalk.data.balance import balance, median_target
 from biotalk.data.card import dataset_card
 from biotalk.data.cluster import LEVEL_COLUMNS, cluster_proteins
-from biotalk.data.describe import describe_records
 from biotalk.data.enzyme import EnzymeDB, load_enzyme
 from biotalk.data.errors import InputError
 from biotalk.data.fragments import tile_fragments
 from biotalk.data.genbank import Reject, genbank_files, read_genbank_dir
 from biotalk.data.identity import write_identity
 from biotalk.data.near import near_proteins
+from biotalk.data.outofcore import RecordStore, identity_tables, keyed_near, stage_records, write_splits
 from biotalk.data.schema import (
     BUILD_JSON,
     COLUMNS,
@@ -129,10 +130,8 @@ def resolve_ecs(df: pl.DataFrame, db: EnzymeDB) -> tuple[pl.DataFrame, list[Reje
     return df.filter(first).drop("_new"), rejects
 
 
-def _table(df: pl.DataFrame) -> pl.DataFrame:
-    if "IsDuplicate" not in df.columns:
-        df = df.with_columns(pl.lit(False).alias("IsDuplicate"))
-    return df.select(COLUMNS).sort("EC", "RecordId", "IsDuplicate")
+def _rules(cfg: BuildConfig, near: pl.DataFrame) -> SplitRules:
+    return SplitRules(level=LEVEL_COLUMNS[float(cfg.test_identity)], near=near, valid2_share=cfg.valid2_share)
 
 
 def split_rules(records: pl.DataFrame, cfg: BuildConfig) -> SplitRules:
@@ -143,16 +142,24 @@ def split_rules(records: pl.DataFrame, cfg: BuildConfig) -> SplitRules:
     curated = records.filter(pl.col("DBtype") == CURATED)["Protein"].to_list()
     near = near_proteins(curated, records["Protein"].to_list(), float(cfg.test_identity), cfg.coverage,
                          cfg.threads, cfg.cache_dir)  # fmt: skip
-    return SplitRules(level=LEVEL_COLUMNS[float(cfg.test_identity)], near=near, valid2_share=cfg.valid2_share)
+    return _rules(cfg, near)
 
 
-def assemble(records: pl.DataFrame, cfg: BuildConfig) -> tuple[dict[str, pl.DataFrame], SplitResult, dict[str, int]]:
-    """Split and balance described, clustered records into ``{"Benchmark-I/Train": df, ..., "Test/test1": df}``
-    (``Test/valid2`` under strict rules).
+def store_rules(store: RecordStore, cfg: BuildConfig) -> SplitRules:
+    """``split_rules`` for the slim table of a record store (search pairs as protein keys)."""
+    if cfg.split_rules == "paper":
+        return PAPER
+    return _rules(cfg, keyed_near(store, float(cfg.test_identity), cfg.coverage, cfg.threads, cfg.cache_dir))
+
+
+def assign(records: pl.DataFrame, cfg: BuildConfig,
+           rules: SplitRules) -> tuple[dict[str, pl.DataFrame], SplitResult, dict[str, int]]:  # fmt: skip
+    """Split and balance ``records`` (any table with the split columns: the full one or a store's slim one)
+    into ``{"Benchmark-I/Train": df, ..., "Test/test1": df}`` in ``SPLIT_KEYS`` order, rows not sorted.
 
     Returns (splits, the split result: removed rows and untested ECs, balance targets).
     """
-    result = split_benchmarks(records, cfg.seed, split_rules(records, cfg))
+    result = split_benchmarks(records, cfg.seed, rules)
     out = {split_key("I", s): result.full.filter(pl.col("Split") == s) for s in ("train", "valid")}
     out |= {split_key("III", s): result.curated.filter(pl.col("Split") == s) for s in SPLITS}
     if cfg.split_rules == "paper" or cfg.valid2_share <= 0:  # no valid2 split
@@ -167,7 +174,16 @@ def assemble(records: pl.DataFrame, cfg: BuildConfig) -> tuple[dict[str, pl.Data
         rng = stream(cfg.seed, BALANCE_STREAM[balanced])
         for split in ("train", "valid"):
             out[split_key(balanced, split)] = balance(out[split_key(source, split)], targets[bench], rng)
-    return {name: _table(out[name]) for name in SPLIT_KEYS if name in out}, result, targets
+    out = {name: df if "IsDuplicate" in df.columns else df.with_columns(pl.lit(False).alias("IsDuplicate"))
+           for name, df in out.items()}  # fmt: skip
+    return {name: out[name] for name in SPLIT_KEYS if name in out}, result, targets
+
+
+def assemble(records: pl.DataFrame, cfg: BuildConfig) -> tuple[dict[str, pl.DataFrame], SplitResult, dict[str, int]]:
+    """The in-memory path: ``assign`` on described, clustered records, as whole tables in written order
+    (``Test/valid2`` under strict rules). ``build_benchmarks`` gives the same files out of core."""
+    splits, result, targets = assign(records, cfg, split_rules(records, cfg))
+    return {name: df.select(COLUMNS).sort("EC", "RecordId", "IsDuplicate") for name, df in splits.items()}, result, targets
 
 
 def split_stats(splits: dict[str, pl.DataFrame]) -> dict[str, dict[str, dict[str, int]]]:
@@ -192,13 +208,9 @@ def fragment_table(df: pl.DataFrame, seed: int, cache: dict[str, list]) -> pl.Da
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
-def _write(out: Path, cfg: BuildConfig, splits: dict[str, pl.DataFrame], result: SplitResult,
-           rejects: list[Reject], targets: dict[str, int], inputs: list[Path], enzyme: dict,
-           paper_stats: dict | None) -> dict:  # fmt: skip
-    for name, df in tqdm(splits.items(), desc="write", leave=False):
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        df.write_parquet(out / f"{name}.parquet")
-    stats = split_stats(splits)
+def _write(out: Path, cfg: BuildConfig, stats: dict, result: SplitResult, rejects: list[Reject],
+           targets: dict[str, int], inputs: list[Path], enzyme: dict, paper_stats: dict | None) -> None:  # fmt: skip
+    """Everything but the split tables: stats, rejects, removed rows, build.json, sources and the card."""
     (out / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
     rejects_df = pl.DataFrame(
         [(r.source, r.record, r.reason) for r in rejects], schema=["source", "record", "reason"], orient="row"
@@ -215,17 +227,26 @@ def _write(out: Path, cfg: BuildConfig, splits: dict[str, pl.DataFrame], result:
     if sources.is_file():
         shutil.copyfile(sources, out / "SOURCES.md")
     (out / "README.md").write_text(dataset_card(cfg, stats, targets, result, rejects, inputs, paper_stats))
-    if cfg.fragments:
-        cache: dict[str, list] = {}
-        for name, df in tqdm(splits.items(), desc="fragments", leave=False):
-            (out / "Fragments" / name).parent.mkdir(parents=True, exist_ok=True)
-            fragment_table(df, cfg.seed, cache).write_parquet(out / "Fragments" / f"{name}.parquet")
-    return stats
+
+
+def read_records(cfg: BuildConfig, db: EnzymeDB) -> tuple[pl.DataFrame, list[Reject]]:
+    """Records of the front end with current ECs and UniRef columns (MMseqs2 clusters for GenBank)."""
+    records, rejects = read_source(cfg)
+    records, ec_rejects = resolve_ecs(records, db)
+    if records.is_empty():
+        where = Path(cfg.raw_dir) / "genbank" if cfg.source == "genbank" else Path(cfg.raw_dir)
+        raise InputError(f"empty result: no usable CDS record in {where} ({cfg.source} inputs)")
+    if cfg.source == "genbank":  # UniProt records carry UniProt's clusters
+        with tempfile.TemporaryDirectory(prefix="biotalk-cluster-") as workdir:
+            ids = [float(i) for i in cfg.identities]
+            records = cluster_proteins(records, ids, cfg.coverage, cfg.threads, workdir, cfg.cache_dir)
+    return records, rejects + ec_rejects
 
 
 def build_benchmarks(cfg: BuildConfig) -> Path:
     """Run the whole build; return the output folder. Raises ``InputError`` for a missing input or
-    an empty result, leaving no output behind."""
+    an empty result, leaving no output behind. Splits are made on the slim table of a record store
+    whose long columns stay on disk (``biotalk.data.outofcore``)."""
     enzyme_dat, enzclass = enzyme_inputs(cfg)
     inputs = [enzyme_dat, *enzclass, *source_files(cfg)]  # checked before any work or progress output
     for path in (enzyme_dat, *enzclass):
@@ -233,37 +254,33 @@ def build_benchmarks(cfg: BuildConfig) -> Path:
             raise InputError(f"ENZYME file not found: {path} (enzyme_dat/enzclass, relative to raw_dir={cfg.raw_dir})")
     if cfg.split_rules == "strict" and float(cfg.test_identity) not in map(float, cfg.identities):
         raise InputError(f"test_identity {cfg.test_identity} is not one of the clustered identities {cfg.identities}")
-    with tqdm(total=6, desc="build", unit="step") as steps:  # closed before an error reaches the caller
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tqdm(total=5, desc="build", unit="step") as steps, \
+            tempfile.TemporaryDirectory(prefix=f".{out.name}.work-", dir=out.parent) as work:  # fmt: skip
         steps.set_postfix_str("ENZYME")
         db = load_enzyme(enzyme_dat, enzclass)
         steps.update()
         steps.set_postfix_str(cfg.source)
-        records, rejects = read_source(cfg)
-        records, ec_rejects = resolve_ecs(records, db)
-        rejects = rejects + ec_rejects
-        if records.is_empty():
-            where = Path(cfg.raw_dir) / "genbank" if cfg.source == "genbank" else Path(cfg.raw_dir)
-            raise InputError(f"empty result: no usable CDS record in {where} ({cfg.source} inputs)")
+        records, rejects = read_records(cfg, db)
         steps.update()
-        steps.set_postfix_str("clusters")
-        if cfg.source == "genbank":  # UniProt records carry UniProt's clusters
-            with tempfile.TemporaryDirectory(prefix="biotalk-cluster-") as workdir:
-                ids = [float(i) for i in cfg.identities]
-                records = cluster_proteins(records, ids, cfg.coverage, cfg.threads, workdir, cfg.cache_dir)
-        steps.update()
-        steps.set_postfix_str("descriptions")
-        records = describe_records(records, db, cfg.seed)
+        steps.set_postfix_str("stage")
+        store = stage_records(records.lazy(), Path(work) / "records")
+        del records
         steps.update()
         steps.set_postfix_str("splits")
-        splits, result, targets = assemble(records, cfg)
+        splits, result, targets = assign(store.slim, cfg, store_rules(store, cfg))
         # Table 1 by the paper's rules beside the strict one, for the card (those splits are not written).
-        paper_stats = split_stats(assemble(records, replace(cfg, split_rules="paper"))[0]) if cfg.split_rules == "strict" else None
+        paper = replace(cfg, split_rules="paper")
+        paper_stats = split_stats(assign(store.slim, paper, PAPER)[0]) if cfg.split_rules == "strict" else None
         steps.update()
         steps.set_postfix_str("write")
-        with atomic_dir(cfg.out) as tmp:
-            stats = _write(tmp, cfg, splits, result, rejects, targets, inputs, enzyme_record(enzyme_dat, enzclass),
-                           paper_stats)  # fmt: skip
-            write_identity(tmp, splits, cfg.threads, cfg.cache_dir)
+        stats = split_stats(splits)
+        fragments = (lambda table: fragment_table(table, cfg.seed, {})) if cfg.fragments else None
+        with atomic_dir(out) as tmp:
+            write_splits(tmp, store, splits, db, cfg.seed, Path(work) / "splits", fragments)
+            _write(tmp, cfg, stats, result, rejects, targets, inputs, enzyme_record(enzyme_dat, enzclass), paper_stats)
+            write_identity(tmp, identity_tables(store, splits), cfg.threads, cfg.cache_dir)
         steps.update()
     print(table1(stats))
-    return Path(cfg.out)
+    return out

@@ -32,6 +32,7 @@ from biotalk.data.uniprot import (
     read_entries,
 )
 from biotalk.ec import full_ecs
+from biotalk.io import atomic_path
 
 CLUSTER_COLUMNS = ("UniRef100", "UniRef90", "UniRef50")
 ENTRY_SCHEMA = {
@@ -61,10 +62,12 @@ def _expand(raw_dir: str | Path, name: str) -> list[Path]:
     return sorted(Path(p) for p in glob.glob(str(path))) or [path]
 
 
-def uniprot_files(raw_dir: str | Path, inputs: UniProtInputs) -> dict[str, list[Path]]:
+def uniprot_files(raw_dir: str | Path, inputs: UniProtInputs,
+                  keys: tuple[str, ...] = ("entries", "idmapping", "cds_fasta")) -> dict[str, list[Path]]:  # fmt: skip
     """Each input key's paths, resolved against ``raw_dir`` (globs expanded); ``InputError`` naming the first
     one missing."""
     named = {"entries": inputs.entries, "idmapping": [inputs.idmapping], "cds_fasta": inputs.cds_fasta}
+    named = {key: names for key, names in named.items() if key in keys}
     files = {key: [p for n in names for p in _expand(raw_dir, n)] for key, names in named.items()}
     for key, paths in files.items():
         if not paths:
@@ -176,13 +179,17 @@ def _rejects(frame: pl.LazyFrame, record: pl.Expr, reason: pl.Expr) -> list[Reje
     return [Reject(*row) for row in rows.iter_rows()]
 
 
+def _cds_ids() -> pl.Expr:
+    """An entry's CDS ids: its EMBL DR lines (flat files), else idmapping column 18 (TSV entries)."""
+    ids = pl.col("EmblCds").str.split(";").list.eval(pl.element().str.strip_chars()).list.filter(pl.element() != "")
+    return pl.coalesce(pl.col("CdsIds"), ids).alias("CdsIds")
+
+
 def join_records(entries: pl.LazyFrame, idmap: pl.LazyFrame, cds: pl.LazyFrame) -> tuple[pl.DataFrame, list[Reject]]:
     """Entries x idmapping (clusters; CDS ids of TSV entries) x CDS sequences -> (records, rejects)."""
     idmap = idmap.unique("AC", keep="first", maintain_order=True).with_columns(
         pl.lit(True).alias("_mapped"), *(pl.col(c).str.strip_chars() for c in CLUSTER_COLUMNS))
-    x = entries.join(idmap, on="AC", how="left", maintain_order="left")
-    ids = pl.col("EmblCds").str.split(";").list.eval(pl.element().str.strip_chars()).list.filter(pl.element() != "")
-    x = x.with_columns(pl.coalesce(pl.col("CdsIds"), ids).alias("CdsIds"))
+    x = entries.join(idmap, on="AC", how="left", maintain_order="left").with_columns(_cds_ids())
     unclustered = pl.any_horizontal(pl.col(c).fill_null("") == "" for c in CLUSTER_COLUMNS)
     why = (pl.when(pl.col("_mapped").is_null()).then(pl.lit("not in idmapping: no UniRef clusters"))
            .when(unclustered).then(pl.lit("no UniRef cluster in idmapping"))
@@ -218,3 +225,20 @@ def read_uniprot(raw_dir: str | Path, inputs: UniProtInputs, workdir: str | Path
         stage_cds(files["cds_fasta"], cds)
         records, join_rejects = join_records(entries.scan(), idmap.scan(), cds.scan())
     return records, rejects + join_rejects
+
+
+def cds_accessions(raw_dir: str | Path, inputs: UniProtInputs, out: str | Path, workdir: str | Path | None = None) -> int:
+    """Write ``out``: the EMBL-CDS accessions of the enzyme entries (what ``scripts/fetch_sources.py`` fetches
+    from ENA as ``ena.accessions``), sorted, one a line; return how many."""
+    files = uniprot_files(raw_dir, inputs, ("entries", "idmapping"))
+    with tempfile.TemporaryDirectory(prefix="biotalk-uniprot-", dir=workdir) as tmp:
+        entries = _Parts(Path(tmp) / "entries", ENTRY_SCHEMA, inputs.batch_rows)
+        stage_entries(files["entries"], entries)
+        idmap = _Parts(Path(tmp) / "idmap", {k: pl.Utf8 for k in IDMAPPING_FIELDS}, inputs.batch_rows)
+        stage_idmapping(files["idmapping"][0], entries.scan().select("AC").collect(), idmap)
+        mapped = idmap.scan().unique("AC", keep="first", maintain_order=True).select("AC", "EmblCds")
+        ids = entries.scan().join(mapped, on="AC", how="left").select(_cds_ids()).explode("CdsIds")
+        ids = ids.drop_nulls().unique().sort("CdsIds").collect(engine="streaming")["CdsIds"]
+    with atomic_path(out) as path:
+        path.write_text("".join(f"{i}\n" for i in ids))
+    return len(ids)
