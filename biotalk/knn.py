@@ -4,6 +4,7 @@ Cosine (default) is inner product on L2-normalised float32 copies (IndexFlatIP);
 reference code's IndexFlatL2 on raw vectors, which it mislabelled as cosine. Both are exact.
 The caller's arrays are never modified: the index is filled chunk by chunk from normalised
 copies, so peak memory is the caller's array plus the index, not three copies of it.
+``ann_index`` is the one rule for large collections: exact below ``ivf_min`` vectors, IVF (or IVF-PQ) above.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 from tqdm.auto import tqdm
+
+from biotalk.rng import stream
 
 METRICS = ("cosine", "l2")
 
@@ -100,3 +103,32 @@ def knn_predict_ecs(index_labels: Sequence[str], indices: np.ndarray) -> list[li
     if indices.size and (indices.min() < 0 or indices.max() >= len(labels)):
         raise IndexError(f"neighbour indices out of range for {len(labels)} index labels")
     return labels[indices].tolist()
+
+
+def ann_index(vectors, metric: str = "cosine", ivf_min: int = 1_000_000, nlist: int = 0, nprobe: int = 32,
+              pq_m: int = 0, seed: int = 0, batch_size: int = 65536) -> faiss.Index:
+    """THE rule for large searches: exact (flat) below ``ivf_min`` rows; at and above it an inverted file
+    with ``nlist`` lists (0: 4 sqrt(n)), trained on a seeded sample of 64 rows per list and searched with
+    ``nprobe`` lists; ``pq_m`` > 0 stores product-quantised codes (``pq_m`` bytes a vector) instead of the
+    vectors. ``vectors``: an array or anything with ``shape`` and numpy-style row indexing (a sharded
+    store), added chunk by chunk (normalised copies for cosine)."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    n, dim = vectors.shape
+    cosine = metric == "cosine"
+    quantizer = faiss.IndexFlatIP(dim) if cosine else faiss.IndexFlatL2(dim)
+    if n < ivf_min:
+        index = quantizer
+    else:
+        if pq_m and dim % pq_m:
+            raise ValueError(f"pq_m={pq_m} must divide the dimension {dim}")
+        nlist = min(nlist or int(4 * np.sqrt(n)), n)
+        kind = faiss.METRIC_INNER_PRODUCT if cosine else faiss.METRIC_L2
+        index = (faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m, 8, kind) if pq_m
+                 else faiss.IndexIVFFlat(quantizer, dim, nlist, kind))
+        sample = np.sort(stream(seed, "ivf").choice(n, min(n, 64 * nlist), replace=False))
+        index.train(_float32_chunk(vectors[sample], cosine))
+        index.nprobe = min(nprobe, nlist)
+    for start in range(0, n, batch_size):
+        index.add(_float32_chunk(vectors[start : start + batch_size], cosine))
+    return index
