@@ -41,9 +41,12 @@ from biotalk.data import load_benchmark
 from biotalk.data.clip_data import ClipBatchSampler, ClipCollator, ClipDataset, clip_split
 from biotalk.data.identity import gene_ids, identity_to_train
 from biotalk.data.schema import ZERO_SHOT_VALID, Benchmark, benchmark_enzyme
+from biotalk.data.stream import ArrowClipDataset, ClipArrowSplit, ensure_clip_arrow, folder_key
+from biotalk.data.stream_sampler import StreamBatchSampler
 from biotalk.io import atomic_path, write_json
-from biotalk.losses import ClipLoss
+from biotalk.losses import contrastive_loss
 from biotalk.models.clip import build_clip_model
+from biotalk.models.encoders import is_named_encoder
 from biotalk.training import (
     CheckpointManager,
     TrainLog,
@@ -70,6 +73,12 @@ class ModelConfig:
     freeze_text: bool = True  # frozen: text embeddings computed once per unique text and cached
     text_embed_dtype: Literal["float32", "bfloat16"] = "float32"  # autocast of the frozen text tower's pass
     window_nt: int = 510  # DNA window per gene (random in training, gene start in evaluation); 0 = whole gene
+    head_dropout: float = 0.0  # dropout on the heads' inputs (and the mlp's hidden layer)
+    logit_scale_init: float = 1 / 0.07  # CLIP's; SigLIP starts at 10
+    logit_scale_max: float = 100.0  # cap on the learnt temperature
+    learn_logit_scale: bool = True  # false: the temperature stays at logit_scale_init
+    logit_bias_init: float = -10.0  # SigLIP's bias (optim.loss=siglip only)
+    unfreeze_text_layers: int = 0  # top text layers trained with freeze_text (text then runs live, no cache)
 
 
 @dataclass
@@ -81,12 +90,17 @@ class DataConfig:
     enzclass: list[Path] | None = None
     num_workers: int = 0  # DataLoader worker processes (crops and tokenising beside the training step)
     pin_memory: bool = True  # pinned batches, copied to the GPU asynchronously (CUDA only; ignored on the CPU)
+    stream_dir: Path | None = None  # set: Train is copied there once as Arrow and read memory-mapped (docs/scale.md)
 
 
 @dataclass
 class OptimConfig:
     batch_size: int = 64  # global, over all processes
-    ec_batches: Literal["soft", "unique"] = "soft"  # soft: same-EC pairs are soft positives; unique: one per EC
+    # soft: same-EC pairs are soft positives; unique: one record per EC; siblings: unique, in groups of ECs
+    # sharing the first three levels (hard negatives)
+    ec_batches: Literal["soft", "unique", "siblings"] = "soft"
+    loss: Literal["infonce", "siglip"] = "infonce"  # both multi-positive by EC (biotalk.losses)
+    label_smoothing: float = 0.0  # targets mixed with uniform (infonce) or 1/2 (siglip)
     grad_accum: int = 1
     epochs: int = 3
     lr: float = 3e-4
@@ -115,7 +129,7 @@ class Config:
 
 def check_dna_encoder(name: str) -> None:
     """A missing DNA tower would otherwise fail only after the data is read: name the key and the fix now."""
-    if not (Path(name).exists() or name.startswith("kmer")):
+    if not (Path(name).exists() or is_named_encoder(name)):
         raise UsageError(f"model.dna_encoder: {name} not found; pretrain LOLBERT first "
                          f"(scripts/pretrain_lolbert.py) or pass model.dna_encoder=DIR or model.dna_encoder=kmer:6")
 
@@ -127,16 +141,35 @@ def evaluate_all(accelerator: Accelerator, model, **kwargs) -> dict | None:
         return evaluate(accelerator.unwrap_model(model), accelerator=accelerator, **kwargs)
 
 
-def keep_if_best(accelerator: Accelerator, model, result: dict | None, best: float, path: Path, writer: bool) -> float:
+def epoch_score(accelerator: Accelerator, result: dict | None) -> float:
+    """This epoch's validation ``selection_score``: the main process scored it, every process learns it."""
+    return broadcast_object_list([selection_score(result) if accelerator.is_main_process else None])[0]
+
+
+def epochs_since_best(history: list[dict]) -> int:
+    """Epochs run after the first best one (0 before any): what early stopping counts, also after a resume."""
+    scores = [h["selection_score"] for h in history]
+    return len(scores) - 1 - scores.index(max(scores)) if scores else 0
+
+
+def keep_if_best(accelerator: Accelerator, model, score: float, best: float, path: Path, writer: bool) -> float:
     """Save the weights to ``path`` (by each output folder's ``writer``) when this epoch's validation
-    ``selection_score`` beats ``best`` (the main process scored it; every process learns the score);
-    returns the best score so far."""
-    score = broadcast_object_list([selection_score(result) if accelerator.is_main_process else None])[0]
+    ``score`` beats ``best``; returns the best score so far."""
     if score > best and writer:
         with atomic_path(path) as tmp:
             save_model(accelerator.unwrap_model(model), str(tmp))
     accelerator.wait_for_everyone()
     return max(score, best)
+
+
+def summary(result: dict, tests: bool) -> str:
+    """The run's last line: the test scores, or the selection score when the tests were not scored."""
+    if not tests:
+        return f"selection score {selection_score(result):.4f} (tests not scored)"
+    zs, zh = result["zero_shot"], result["zero_shot_hierarchical"]
+    return (f"zero-shot hF (nearest EC): test1 {zs['test1']['hF']:.4f}  test2 {zs['test2']['hF']:.4f}; hierarchical: "
+            f"test1 {zh['test1']['hF']:.4f} (tau {zh['tau']['test1']:g})  test2 {zh['test2']['hF']:.4f} "
+            f"(tau {zh['tau']['test2']:g})")
 
 
 def main(cfg: Config) -> dict | None:
@@ -145,7 +178,7 @@ def main(cfg: Config) -> dict | None:
     check_dna_encoder(cfg.model.dna_encoder)
     bench = load_benchmark(cfg.data.path, benchmark=cfg.data.benchmark)
     candidates = zero_shot_candidates(benchmark_enzyme(cfg.data.path, cfg.data.enzyme_dat, cfg.data.enzclass),
-                                      cfg.eval.zero_shot_templates)
+                                      cfg.eval.zero_shot_templates, cfg.eval.zero_shot_texts)
     trackers = [t for t in cfg.trackers if t != "wandb" or importlib.util.find_spec("wandb")]
     pin_memory = cfg.data.pin_memory and torch.cuda.is_available()
     accelerator = make_accelerator(cfg.optim.mixed_precision, cfg.optim.grad_accum, split_batches=True,
@@ -153,6 +186,8 @@ def main(cfg: Config) -> dict | None:
                                    non_blocking=pin_memory)
     if cfg.eval.select == "best" and not cfg.eval.each_epoch:
         raise UsageError("eval.select=best chooses an epoch on validation: it needs eval.each_epoch=true")
+    if cfg.eval.patience and not cfg.eval.each_epoch:
+        raise UsageError("eval.patience stops on the validation score: it needs eval.each_epoch=true")
     if cfg.optim.batch_size % accelerator.num_processes:
         raise UsageError(f"optim.batch_size: {cfg.optim.batch_size} is not divisible by "
                          f"{accelerator.num_processes} processes")
@@ -165,20 +200,32 @@ def main(cfg: Config) -> dict | None:
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
 
     # -- data -------------------------------------------------------------------------------------------
-    splits = {name: clip_split(bench[name], f"{cfg.data.path}:{name}", cfg.data.text_column) for name in bench}
-    train = splits["train"]
-    sampler = ClipBatchSampler(train.ec_idx, cfg.optim.batch_size, cfg.seed, unique_ec=cfg.optim.ec_batches == "unique")
+    streamed = cfg.data.stream_dir is not None
+    splits = {name: clip_split(bench[name], f"{cfg.data.path}:{name}", cfg.data.text_column)
+              for name in bench if not (streamed and name == "train")}
+    if streamed:
+        if cfg.optim.ec_batches == "siblings":
+            raise UsageError("data.stream_dir streams ec_batches=soft or unique; siblings needs the in-memory split")
+        key = folder_key(cfg.data.path, cfg.data.benchmark, cfg.data.text_column)
+        with accelerator.main_process_first():  # the first process writes the copy; the others find it
+            splits["train"] = train = ClipArrowSplit(ensure_clip_arrow(
+                bench["train"], cfg.data.stream_dir, f"{cfg.data.path}:train", cfg.data.text_column, key))
+        sampler = StreamBatchSampler(train.ec_idx, cfg.optim.batch_size, cfg.seed, cfg.optim.ec_batches)
+    else:
+        train = splits["train"]
+        sampler = ClipBatchSampler(train.ec_idx, cfg.optim.batch_size, cfg.seed, cfg.optim.ec_batches, train.class_ecs)
     accelerator.print(", ".join(f"{k}: {len(v)} records / {len(v.texts)} texts" for k, v in splits.items()))
     checkpoints.writer = writer = output_folder(accelerator, cfg.out)  # inputs checked: now out is written
 
     # -- model, batches, loss -----------------------------------------------------------------------------
-    model = build_clip_model(**asdict(cfg.model))
-    collate = ClipCollator(model.dna_encoder.tokenize, train.texts,  # frozen text: the table is set after prepare
-                           text_tokenize=None if cfg.model.freeze_text else model.text_encoder.preprocess)
-    train_set = ClipDataset(train, cfg.model.window_nt, random_crop=True, seed=cfg.seed)
+    model = build_clip_model(**asdict(cfg.model), logit_bias=cfg.optim.loss == "siglip")
+    text_cached = model.text_cached  # a wholly frozen text tower: its features are a table, set after prepare
+    collate = ClipCollator(model.dna_encoder.tokenize, train.texts,
+                           text_tokenize=None if text_cached else model.text_encoder.preprocess)
+    train_set = (ArrowClipDataset if streamed else ClipDataset)(train, cfg.model.window_nt, random_crop=True, seed=cfg.seed)
     loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=collate,
                                          num_workers=cfg.data.num_workers, pin_memory=pin_memory)
-    loss_fn = ClipLoss(ec_aware=True)
+    loss_fn = contrastive_loss(cfg.optim.loss, cfg.optim.label_smoothing)
 
     # -- optimiser and schedule ---------------------------------------------------------------------------
     optimizer = adamw(model, cfg.optim.lr, cfg.optim.weight_decay)
@@ -189,7 +236,7 @@ def main(cfg: Config) -> dict | None:
                           cfg.optim.max_grad_norm)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     seed_per_process(accelerator, cfg.seed)  # dropout: same weights everywhere, masks of each rank's own
-    if cfg.model.freeze_text:  # on the device, by the tower as prepared (DeepSpeed bf16: its own cache key)
+    if text_cached:  # on the device, by the tower as prepared (DeepSpeed bf16: its own cache key)
         with accelerator.local_main_process_first():  # each machine's main process fills the cache first
             collate.text_features = accelerator.unwrap_model(model).sentence_embeddings(train.texts, cache_dir)
 
@@ -197,6 +244,7 @@ def main(cfg: Config) -> dict | None:
     state = checkpoints.load(resume_from)
     step, history = state["step"], broadcast_object_list([state.get("history", [])])[0]  # the main process's
     best_path, best = cfg.out / "best_epoch.safetensors", max((h["selection_score"] for h in history), default=-1.0)
+    stale = epochs_since_best(history)  # early stopping's count (eval.patience)
     valid_names = ["valid", *([ZERO_SHOT_VALID] if ZERO_SHOT_VALID in splits else [])]
     log = TrainLog(cfg.out, step, writer)
     accelerator.init_trackers("clip", config={k: str(v) for k, v in to_dict(cfg).items()})
@@ -212,6 +260,9 @@ def main(cfg: Config) -> dict | None:
     start_epoch, skip = divmod(step, steps_per_epoch)
     bar = tqdm(total=total_steps, initial=step, desc="clip", disable=not is_main)
     for epoch in range(start_epoch, cfg.optim.epochs):
+        if cfg.eval.patience and stale >= cfg.eval.patience:
+            accelerator.print(f"early stop: no better validation score in {stale} epochs")
+            break
         # Accelerate's loader re-sets its sampler's epoch from its own counter on every pass: set all three.
         loader.set_epoch(epoch)
         sampler.set_epoch(epoch)
@@ -222,7 +273,7 @@ def main(cfg: Config) -> dict | None:
             with accelerator.accumulate(model):
                 labels = batch.pop("labels")
                 out = model(**batch)
-                loss = loss_fn(out.dna_embeds, out.text_embeds, out.logit_scale, labels)
+                loss = loss_fn(out.dna_embeds, out.text_embeds, out.logit_scale, labels, out.logit_bias)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.optim.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
@@ -247,8 +298,12 @@ def main(cfg: Config) -> dict | None:
             result = evaluate_all(accelerator, model, **{**eval_args, "splits": epoch_splits, "genes": epoch_genes,
                                                          "identity": epoch_identity},
                                   names=valid_names, retrieval_split=None, knn=False)
+            score = epoch_score(accelerator, result)
+            stale = 0 if score > best else stale + 1
             if cfg.eval.select == "best":
-                best = keep_if_best(accelerator, model, result, best, best_path, writer)
+                best = keep_if_best(accelerator, model, score, best, best_path, writer)
+            else:
+                best = max(best, score)
             if is_main:
                 history.append({"epoch": epoch, "step": step, "selection_score": selection_score(result), **result})
                 accelerator.log({"valid/zero_shot_hF": result["zero_shot"]["valid"]["hF"],
@@ -260,21 +315,20 @@ def main(cfg: Config) -> dict | None:
     # -- the chosen epoch, final evaluation and model ------------------------------------------------------
     if cfg.eval.select == "best":
         load_model(accelerator.unwrap_model(model), str(best_path))
-    result = evaluate_all(accelerator, model, names=[*valid_names, "test1", "test2"], retrieval_split="test1",
+    tests = ["test1", "test2"] if cfg.eval.tests else []
+    result = evaluate_all(accelerator, model, names=[*valid_names, *tests], retrieval_split=tests[0] if tests else "valid",
                           **eval_args)
     if is_main:
         chosen = max(history, key=lambda h: h["selection_score"]) if cfg.eval.select == "best" else None
-        selected = {"rule": cfg.eval.select, "epoch": chosen["epoch"] if chosen else cfg.optim.epochs - 1,
+        last = history[-1]["epoch"] if history else cfg.optim.epochs - 1  # an early stop ends before the last
+        selected = {"rule": cfg.eval.select, "epoch": chosen["epoch"] if chosen else last,
                     "step": chosen["step"] if chosen else step,
-                    "selection_score": chosen["selection_score"] if chosen else None}  # first best epoch, as saved
+                    "selection_score": chosen["selection_score"] if chosen else None,  # first best epoch, as saved
+                    "epochs_run": len(history) if cfg.eval.each_epoch else cfg.optim.epochs}
         result = {**result, "step": step, "selected": selected, "history": history, "config": to_dict(cfg)}
         write_json(cfg.out / "metrics.json", result)
         accelerator.unwrap_model(model).save_pretrained(cfg.out / "final")
-        zs, zh = result["zero_shot"], result["zero_shot_hierarchical"]
-        taus = zh["tau"]
-        print(f"epoch {selected['epoch']} ({cfg.eval.select}); zero-shot hF (nearest EC): test1 {zs['test1']['hF']:.4f}"
-              f"  test2 {zs['test2']['hF']:.4f}; hierarchical: test1 {zh['test1']['hF']:.4f} (tau {taus['test1']:g})"
-              f"  test2 {zh['test2']['hF']:.4f} (tau {taus['test2']:g})  -> {cfg.out / 'metrics.json'}")
+        print(f"epoch {selected['epoch']} ({cfg.eval.select}); {summary(result, bool(tests))} -> {cfg.out / 'metrics.json'}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return result

@@ -2,7 +2,8 @@
 
 Everything is measured in the shared space (``get_dna_features`` / ``get_text_features``):
 - zero-shot: each gene against one masked description per active ENZYME EC (``describe_ec``; the
-  templates listed are averaged). ``zero_shot``: the nearest EC. ``zero_shot_hierarchical``: a softmax
+  templates listed are averaged), its hierarchical label text (``ec_label_text``: "class; subclass;
+  sub-subclass; name"), or both averaged (``zero_shot_texts``). ``zero_shot``: the nearest EC. ``zero_shot_hierarchical``: a softmax
   with the learned temperature, mass summed by EC prefix, the deepest prefix reaching ``tau``
   (``biotalk.hierarchy``, the classifier's decoding); ``tau`` from the config or the grid value with the
   best hF on the split's validation analogue (Valid for seen ECs, valid2 for zero-shot: ``tau_source``). Blocks are ``biotalk.metrics.score_genes`` (a multi-EC gene is one sample).
@@ -32,6 +33,7 @@ from biotalk.data.clip_data import ClipSplit
 from biotalk.data.describe import describe_ec
 from biotalk.data.enzyme import EnzymeDB
 from biotalk.data.schema import ZERO_SHOT_VALID
+from biotalk.data.text_clean import decap, mask_ec
 from biotalk.ec import ec_prefixes
 from biotalk.hierarchy import best_tau, hierarchy_scores, threshold
 from biotalk.knn import knn_predict_ecs, knn_search
@@ -53,23 +55,50 @@ class ClipEvalConfig:
     knn_k: list[int] = field(default_factory=lambda: [1, 3, 5])
     knn_max_index: int = 0  # cap on training genes in the kNN index (0 = all), seeded subsample
     zero_shot_templates: list[int] = field(default_factory=lambda: [0])  # description templates averaged per EC
+    # candidate texts: the templates' descriptions, the hierarchical label text, or both (one mean per EC)
+    zero_shot_texts: Literal["templates", "hierarchical", "both"] = "templates"
     zero_shot_tau: float = -1.0  # hierarchical decoding threshold; < 0: chosen on Valid / valid2 (tau_source)
     epoch_max_genes: int = 0  # per-epoch selection scores a seeded subsample of this many genes per split (0 = all)
+    patience: int = 0  # stop after this many epochs without a better selection_score (0 = never; needs each_epoch)
+    tests: bool = True  # false: the final evaluation scores Valid and valid2 only (rows of a validation ablation)
     tau_grid: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
 
 
 @dataclass
 class Candidates:
-    """Zero-shot candidates: every active EC of an ENZYME release with its masked descriptions, one list per
-    template (each embedded and cached on its own, so adding a template embeds only that one)."""
+    """Zero-shot candidates: every active EC of an ENZYME release with its masked texts, one list per
+    template or label form (each embedded and cached on its own, so adding a template embeds only that one)."""
 
     ecs: list[str]
     texts: list[list[str]]
 
 
-def zero_shot_candidates(db: EnzymeDB, templates: Sequence[int]) -> Candidates:
+def ec_label_text(ec: str, db: EnzymeDB) -> str:
+    """The hierarchical label of an EC, "class; subclass; sub-subclass; name" (ENZYME names, EC numbers
+    masked; a level named like the one above it, as in "Other lyases; other lyases", is said once). Its
+    first three parts are shared by every sibling EC, so a model unsure of the last level still lands near
+    the right parent."""
+    levels = ec.split(".")
+    entry = db.entry(ec)
+    names = [db.class_name(".".join(levels[:i])) or "" for i in (1, 2, 3)] + [entry.name if entry else ""]
+    parts: list[str] = []
+    for name in names:
+        name = decap(mask_ec(name).strip().rstrip("."))
+        if name and (not parts or name.lower() != parts[-1].lower()):
+            parts.append(name)
+    return "; ".join(parts)
+
+
+def zero_shot_candidates(db: EnzymeDB, templates: Sequence[int], texts: str = "templates") -> Candidates:
+    """Every active EC with the text lists of ``texts``: ``templates`` (one masked description per template),
+    ``hierarchical`` (``ec_label_text``) or ``both``; ``candidate_vectors`` averages the lists."""
     ecs = db.active_ecs()
-    return Candidates(ecs, [[describe_ec(ec, db, t, masked=True) for ec in ecs] for t in templates])
+    described = [[describe_ec(ec, db, t, masked=True) for ec in ecs] for t in templates]
+    labels = [[ec_label_text(ec, db) for ec in ecs]]
+    options = {"templates": described, "hierarchical": labels, "both": described + labels}
+    if texts not in options:
+        raise ValueError(f"zero_shot_texts must be one of {tuple(options)}, got {texts!r}")
+    return Candidates(ecs, options[texts])
 
 
 def candidate_vectors(model: BioTalkClipModel, candidates: Candidates, cache_dir: Path | None) -> torch.Tensor:

@@ -267,21 +267,55 @@ def test_random_crop_depends_on_seed_epoch_and_record_only():
     assert ClipDataset(split, 20, random_crop=False)[0]["sequence"] == split.sequences[0][:20]
 
 
-@pytest.mark.parametrize("unique_ec", [False, True])
-def test_batch_sampler_is_seeded_and_full(unique_ec):
+@pytest.mark.parametrize("mode", ["soft", "unique", "siblings"])
+def test_batch_sampler_is_seeded_and_full(mode):
     rng = np.random.default_rng(0)
     ec_idx = np.concatenate([np.repeat(np.arange(40), rng.integers(1, 6, 40)), np.zeros(30, dtype=int)])
-    sampler = ClipBatchSampler(ec_idx, 16, seed=1, unique_ec=unique_ec)
+    labels = [f"2.7.{c % 4}.{c}" for c in range(40)]
+    sampler = ClipBatchSampler(ec_idx, 16, seed=1, mode=mode, ec_labels=labels)
     batches = list(sampler)
     assert len(batches) == len(sampler) > 0 and all(len(b) == 16 for b in batches)
     flat = [i for b in batches for i in b]
     assert len(set(flat)) == len(flat)  # no record twice in an epoch
-    assert batches == list(ClipBatchSampler(ec_idx, 16, seed=1, unique_ec=unique_ec))
+    assert batches == list(ClipBatchSampler(ec_idx, 16, seed=1, mode=mode, ec_labels=labels))
     sampler.set_epoch(1)
     assert list(sampler) != batches
-    if unique_ec:
+    if mode != "soft":
         assert all(len(set(ec_idx[b].tolist())) == 16 for b in batches)
         assert len(sampler) == max_unique_batches(np.bincount(ec_idx), 16)
+
+
+def _sibling_pairs(batches: list[list[int]], parents: np.ndarray) -> float:
+    """Mean number of pairs per batch whose ECs share the first three levels."""
+    pairs = [((p[:, None] == p[None, :]).sum() - len(p)) / 2 for p in (parents[b] for b in batches)]
+    return float(np.mean(pairs))
+
+
+def test_sibling_batches_gather_hard_negatives_on_the_real_training_set(mini_benchmark):
+    from biotalk.data import load_benchmark
+
+    train = clip_split(load_benchmark(mini_benchmark, benchmark="I", splits=("train",))["train"], "train")
+    parents = np.array([ec.rsplit(".", 1)[0] for ec in train.ecs])
+    samplers = {mode: ClipBatchSampler(train.ec_idx, 64, 0, mode, train.class_ecs) for mode in ("unique", "siblings")}
+    assert len(samplers["siblings"]) == len(samplers["unique"])
+    pairs = {}
+    for mode, sampler in samplers.items():
+        epochs = []
+        for epoch in range(3):
+            sampler.set_epoch(epoch)
+            epochs.append(list(sampler))
+            assert all(len(b) == 64 and len(set(train.ec_idx[b].tolist())) == 64 for b in epochs[-1])
+        assert epochs[0] != epochs[1]
+        pairs[mode] = _sibling_pairs([b for e in epochs for b in e], parents)
+    # same EC-unique batches, but grouped by EC parent: at least twice the sibling pairs of random EC-unique ones
+    assert pairs["siblings"] > 2 * pairs["unique"], pairs
+    samplers["siblings"].set_epoch(2)
+    assert list(samplers["siblings"]) == epochs[2]  # deterministic per seed and epoch
+
+
+def test_sibling_mode_needs_the_ec_of_each_class():
+    with pytest.raises(ValueError, match="siblings"):
+        ClipBatchSampler(np.arange(8), 4, 0, "siblings")
 
 
 def test_max_unique_batches_by_hand():

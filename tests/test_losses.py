@@ -1,11 +1,12 @@
-"""ClipLoss: hand-computed values, EC-aware targets, and its gradient against a brute-force reference."""
+"""ClipLoss and SigLipLoss: hand-computed values, EC-aware targets, label smoothing, and gradients against
+brute-force references (the two-process equivalence is tests/test_loss_distributed.py)."""
 
 import math
 
 import torch
 import torch.nn.functional as F
 
-from biotalk.losses import ClipLoss, ec_targets
+from biotalk.losses import ClipLoss, SigLipLoss, contrastive_loss, ec_targets
 
 
 def test_plain_infonce_equals_hand_computed_value():
@@ -97,3 +98,71 @@ def test_ec_aware_needs_labels():
 
     with pytest.raises(ValueError, match="labels"):
         ClipLoss()(torch.eye(2), torch.eye(2), torch.tensor(1.0))
+
+
+def test_siglip_by_hand_with_a_shared_ec():
+    # logits = s * cos + b; pairs (0,1) share an EC: positives are (0,0), (0,1), (1,0), (1,1), (2,2).
+    dna = torch.eye(3)
+    text = torch.eye(3)
+    s, b = 2.0, -1.0
+    logits = s * torch.eye(3) + b
+    positive = torch.tensor([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=torch.bool)
+    expected = 0.0
+    for i in range(3):
+        for j in range(3):
+            z = 1.0 if positive[i, j] else -1.0
+            expected += -math.log(1 / (1 + math.exp(-z * logits[i, j].item())))
+    got = SigLipLoss()(dna, text, torch.tensor(s), torch.tensor([4, 4, 9]), torch.tensor(b))
+    assert math.isclose(got.item(), expected / 3, rel_tol=1e-6)
+
+
+def test_siglip_gradient_matches_brute_force_and_reaches_scale_and_bias():
+    g = torch.Generator().manual_seed(2)
+    dna = torch.randn(5, 3, generator=g, requires_grad=True)
+    text = torch.randn(5, 3, generator=g, requires_grad=True)
+    scale, bias = torch.tensor(4.0, requires_grad=True), torch.tensor(-2.0, requires_grad=True)
+    labels = torch.tensor([0, 1, 0, 2, 1])
+    SigLipLoss(label_smoothing=0.2)(dna, text, scale, labels, bias).backward()
+    got = [t.grad.clone() for t in (dna, text, scale, bias)]
+    for t in (dna, text, scale, bias):
+        t.grad = None
+    total = 0.0
+    for i in range(5):
+        for j in range(5):
+            y = 0.9 if labels[i] == labels[j] else 0.1  # 0/1 targets smoothed towards 1/2 by 0.2
+            p = torch.sigmoid(scale * dna[i] @ text[j] + bias)
+            total = total - (y * torch.log(p) + (1 - y) * torch.log(1 - p)) / 5
+    total.backward()
+    for a, t in zip(got, (dna, text, scale, bias), strict=True):
+        assert torch.allclose(a, t.grad, atol=1e-5)
+
+
+def test_label_smoothing_keeps_a_separated_batch_from_wanting_an_infinite_temperature():
+    # A perfectly separated batch: without smoothing the loss keeps falling as the temperature grows (the
+    # collapse to zero training loss); with smoothing it has a finite best temperature.
+    e = torch.eye(8)
+    labels = torch.arange(8)
+    for loss in (ClipLoss, SigLipLoss):
+        curve = {eps: [loss(label_smoothing=eps)(e, e, torch.tensor(s), labels, torch.tensor(-s / 2)).item()
+                       for s in (4.0, 8.0, 16.0)] for eps in (0.0, 0.1)}
+        assert curve[0.0][0] > curve[0.0][1] > curve[0.0][2] and curve[0.0][2] < 0.01
+        assert curve[0.1][2] > curve[0.1][1] and curve[0.1][2] > 0.1
+
+
+def test_smoothed_infonce_targets_by_hand():
+    e = torch.eye(2)
+    s, eps = 3.0, 0.2
+    row = F.log_softmax(torch.tensor([s, 0.0]), 0)
+    expected = -((1 - eps / 2) * row[0] + eps / 2 * row[1]).item()  # target (0.9, 0.1) on every row
+    assert math.isclose(ClipLoss(label_smoothing=eps)(e, e, torch.tensor(s), torch.tensor([0, 1])).item(), expected,
+                        rel_tol=1e-6)
+
+
+def test_loss_names_and_what_siglip_needs():
+    import pytest
+
+    assert isinstance(contrastive_loss("siglip", 0.1), SigLipLoss) and contrastive_loss("infonce").ec_aware
+    with pytest.raises(ValueError, match="infonce"):
+        contrastive_loss("triplet")
+    with pytest.raises(ValueError, match="logit_bias"):
+        SigLipLoss()(torch.eye(2), torch.eye(2), torch.tensor(1.0), torch.arange(2))

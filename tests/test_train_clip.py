@@ -297,3 +297,30 @@ def test_deepspeed_two_cpu_processes_train_like_one(setup, single):
     assert len(ds_log) == len(one) == 12
     assert np.allclose([r["loss"] for r in one], [r["loss"] for r in ds_log], rtol=1e-4, atol=1e-5)
     assert (two / "final" / "model.safetensors").is_file()
+
+
+def test_issue10_options_train_end_to_end(setup):
+    """SigLIP, sibling batches, label smoothing, head dropout, the top text layer unfrozen, hierarchical label
+    texts beside the templates, and early stopping, in one run scored on the validation splits only."""
+    from safetensors.torch import load_file
+
+    from biotalk.models.clip import default_text_encoder
+
+    out = _run(setup, "options", "optim.loss=siglip", "optim.ec_batches=siblings", "optim.label_smoothing=0.1",
+               "model.head_dropout=0.1", "model.unfreeze_text_layers=1", "eval.zero_shot_texts=both",
+               "eval.patience=1", "optim.epochs=4", "eval.tests=false")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["zero_shot"]) == {"valid", "valid2"} and not metrics["retrieval"]  # tests never scored
+    scores = [h["selection_score"] for h in metrics["history"]]
+    assert metrics["selected"]["epochs_run"] == len(scores) <= 4
+    best = scores.index(max(scores))
+    assert len(scores) - 1 - best <= 1  # stops one epoch after the last improvement ...
+    assert len(scores) == 4 or len(scores) - 1 - best == 1  # ... and only then
+    assert metrics["selected"]["epoch"] == best
+    config = json.loads((out / "final" / "config.json").read_text())
+    assert config["logit_bias"] and config["unfreeze_text_layers"] == 1 and config["head_dropout"] == 0.1
+    trained = load_file(str(out / "final" / "text_encoder" / "model.safetensors"))
+    original = load_file(str(Path(default_text_encoder()) / "model.safetensors"))
+    changed = {k.split(".layer.")[1].split(".")[0] for k, v in trained.items()
+               if ".layer." in k and not torch.equal(v, original[k])}
+    assert changed == {"5"}  # the top layer trained, the frozen ones did not move

@@ -50,6 +50,12 @@ class ClipSplit:
         )
 
     @property
+    def class_ecs(self) -> list[str]:
+        """The EC of each class id of ``ec_idx`` (``LabelMap`` order)."""
+        labels = LabelMap.from_ecs(self.ecs).id2label
+        return [labels[i] for i in range(len(labels))]
+
+    @property
     def text_ecs(self) -> list[str]:
         """The EC of each unique text (a masked description names one EC in our benchmarks)."""
         out = [""] * len(self.texts)
@@ -179,17 +185,27 @@ def max_unique_batches(counts: np.ndarray, batch_size: int) -> int:
 class ClipBatchSampler(torch.utils.data.Sampler):
     """Seeded batches of record indices, reshuffled each epoch (``set_epoch``); always full batches.
 
-    ``unique_ec=False``: a random permutation cut into batches. ``unique_ec=True``: at most one record per
-    EC per batch. Then an epoch has m = ``max_unique_batches`` batches: each EC contributes min(count, m)
-    random records, laid out EC after EC and dealt round-robin over the m batches (an EC's records are
-    contiguous and at most m, so they land in m distinct batches); batches are trimmed to ``batch_size``.
-    Records of ECs with more than m records, and the trimmed ones, wait for another epoch.
+    ``mode="soft"``: a random permutation cut into batches. ``"unique"``: at most one record per EC per
+    batch. Then an epoch has m = ``max_unique_batches`` batches: each EC contributes min(count, m) random
+    records, laid out EC after EC and dealt round-robin over the m batches (an EC's records are contiguous
+    and at most m, so they land in m distinct batches); batches are trimmed to ``batch_size``. Records of ECs
+    with more than m records, and the trimmed ones, wait for another epoch.
+    ``"siblings"``: the same m EC-unique batches, built from sibling groups (``sibling_batches``): records of
+    ECs that share the first three levels travel together, so each batch holds hard negatives that differ in
+    the last EC level only (an epoch whose groups cannot fill every batch falls back to the unique layout).
+    ``ec_labels`` (the EC string of each class id) is needed for that mode.
     """
 
-    def __init__(self, ec_idx: np.ndarray, batch_size: int, seed: int, unique_ec: bool) -> None:
-        self.ec_idx, self.batch_size, self.seed, self.unique_ec, self.epoch = ec_idx, batch_size, seed, unique_ec, 0
+    MODES = ("soft", "unique", "siblings")
+
+    def __init__(self, ec_idx: np.ndarray, batch_size: int, seed: int, mode: str = "soft",
+                 ec_labels: Sequence[str] | None = None) -> None:
+        if mode not in self.MODES or (mode == "siblings" and ec_labels is None):
+            raise ValueError(f"ClipBatchSampler: mode must be one of {self.MODES} (siblings with ec_labels), got {mode!r}")
+        self.ec_idx, self.batch_size, self.seed, self.mode, self.epoch = ec_idx, batch_size, seed, mode, 0
+        self.parents = [ec.rsplit(".", 1)[0] for ec in ec_labels] if ec_labels is not None else []
         counts = np.bincount(ec_idx)
-        self.num_batches = max_unique_batches(counts, batch_size) if unique_ec else len(ec_idx) // batch_size
+        self.num_batches = max_unique_batches(counts, batch_size) if mode != "soft" else len(ec_idx) // batch_size
         if self.num_batches == 0:
             raise InputError(f"{len(ec_idx)} training records cannot fill one batch of {batch_size}: lower the batch size")
 
@@ -202,19 +218,63 @@ class ClipBatchSampler(torch.utils.data.Sampler):
     def __iter__(self) -> Iterator[list[int]]:
         rng = stream(self.seed, self.epoch)
         m, b = self.num_batches, self.batch_size
-        if not self.unique_ec:
-            order = rng.permutation(len(self.ec_idx))
+        order = rng.permutation(len(self.ec_idx))
+        if self.mode == "soft":
             yield from (order[i * b : (i + 1) * b].tolist() for i in range(m))
             return
-        order = rng.permutation(len(self.ec_idx))
         by_ec: dict[int, list[int]] = {}
         for i in order.tolist():
             by_ec.setdefault(int(self.ec_idx[i]), []).append(i)
+        if self.mode == "siblings":
+            batches = sibling_batches(by_ec, self.parents, m, b, rng)
+            if batches is not None:  # else (groups too uneven to fill every batch) the unique layout below
+                yield from batches
+                return
         laid = [i for ec in rng.permutation(sorted(by_ec)).tolist() for i in by_ec[ec][:m]]
         batches = [laid[j::m] for j in range(m)]
         for j in rng.permutation(m).tolist():
             batch = batches[j]
             yield [batch[k] for k in rng.permutation(len(batch))[:b].tolist()]
+
+
+def sibling_batches(by_ec: dict[int, list[int]], parents: Sequence[str], m: int, b: int,
+                    rng: np.random.Generator) -> list[list[int]] | None:
+    """m EC-unique batches of ``b`` made of sibling groups, or None when they cannot all be filled.
+
+    ECs are gathered into families by parent (first three levels; at most b // 4 ECs a family, so no group
+    crowds a batch); group k of a family is the k-th record of each of its ECs, one record per EC. A
+    family's groups go to distinct batches (those with the fewest records so far, biggest family first, so
+    batches come out even). Each batch keeps whole groups in random order up to ``b``; the records cut off
+    top up any short batch with ECs it lacks."""
+    cap, families = max(2, b // 4), {}
+    for ec in rng.permutation(sorted(by_ec)).tolist():
+        members = families.setdefault(parents[ec], [[]])
+        if len(members[-1]) == cap:
+            members.append([])
+        members[-1].append(ec)
+    units = [ecs for members in families.values() for ecs in members]
+    groups: list[list[list[tuple[int, int]]]] = [[] for _ in range(m)]  # batch -> groups of (EC, record)
+    sizes = np.zeros(m, dtype=np.int64)
+    for ecs in sorted(units, key=lambda u: -sum(min(len(by_ec[ec]), m) for ec in u)):
+        depth = min(m, max(len(by_ec[ec]) for ec in ecs))
+        for k, j in enumerate(np.lexsort((rng.random(m), sizes))[:depth].tolist()):
+            groups[j].append([(ec, by_ec[ec][k]) for ec in ecs if len(by_ec[ec]) > k])
+            sizes[j] += len(groups[j][-1])
+    batches = [[pair for k in rng.permutation(len(g)).tolist() for pair in g[k]] for g in groups]
+    spare = [pair for batch in batches for pair in batch[b:]]
+    for batch in batches:
+        del batch[b:]
+        have = {ec for ec, _ in batch}
+        for n, (ec, i) in enumerate(spare):
+            if len(batch) == b:
+                break
+            if ec not in have and i >= 0:
+                batch.append((ec, i))
+                have.add(ec)
+                spare[n] = (ec, -1)  # used
+    if any(len(batch) < b for batch in batches):
+        return None
+    return [[i for _, i in batches[j]] for j in rng.permutation(m).tolist()]
 
 
 def cached_text_features(

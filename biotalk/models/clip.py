@@ -3,11 +3,14 @@
 The DNA tower is any encoder of ``load_dna_encoder`` (LOLBERT by default), masked-pooled; the text tower
 is a sentence-transformers model (all-MiniLM-L6-v2 by default). Heads (``linear``, or ``mlp``:
 LayerNorm -> Linear -> GELU -> Linear, for towers whose features are not on a trainable scale, such as the
-k-mer spectrum) map both to a shared space; a learnable temperature (logit scale, initial 1/0.07, clamped
-at 100) sharpens the similarities.
+k-mer spectrum; ``head_dropout`` on their input) map both to a shared space; a temperature (logit scale,
+initial 1/0.07, clamped at ``logit_scale_max``; learnt unless ``learn_logit_scale=False``) sharpens the
+similarities. ``logit_bias=True`` adds SigLIP's learnable bias (``biotalk.losses.SigLipLoss``).
 
 A frozen text tower never needs to run during training: its sentence embeddings are computed once per
 unique text (``sentence_embeddings``, cached on disk) and fed as ``text_features``; only the text head trains.
+``unfreeze_text_layers=N`` trains the top N transformer layers of a frozen text tower: its features then
+change with training, so they are never cached (``text_cached``) and training runs the tower live.
 
 ``get_dna_features(seqs)`` / ``get_text_features(texts)`` (the transformers ``CLIPModel`` habit) give the
 shared-space vectors of raw genes and texts: the one path from a sequence or a text to the space that
@@ -60,6 +63,10 @@ def default_text_encoder() -> str:
 class BioTalkClipConfig(PretrainedConfig):
     """Towers (local paths), heads, shared-space size, pooling, temperature and which towers are frozen.
 
+    ``head_dropout``: dropout on each head's input, a regulariser against memorising the training pairs.
+    ``learn_logit_scale=False`` fixes the temperature at ``logit_scale_init``. ``logit_bias`` adds a learnable
+    scalar bias (SigLIP; initially ``logit_bias_init``). ``unfreeze_text_layers``: top text layers trained
+    even with ``freeze_text`` (0 = none).
     ``text_embed_dtype``: ``bfloat16`` runs ``embed_texts`` (the frozen text tower) under bf16 autocast,
     about twice as fast on CPUs with AMX/AVX512-BF16 and on GPUs; the weights stay float32.
     """
@@ -81,6 +88,11 @@ class BioTalkClipConfig(PretrainedConfig):
         head_hidden: int = 512,
         text_embed_dtype: str = "float32",
         window_nt: int = 0,
+        head_dropout: float = 0.0,
+        learn_logit_scale: bool = True,
+        logit_bias: bool = False,
+        logit_bias_init: float = -10.0,
+        unfreeze_text_layers: int = 0,
         **kwargs,
     ) -> None:
         for name, value in (("dna_head", dna_head), ("text_head", text_head)):
@@ -101,16 +113,22 @@ class BioTalkClipConfig(PretrainedConfig):
         self.head_hidden = head_hidden
         self.text_embed_dtype = text_embed_dtype
         self.window_nt = window_nt  # DNA window the model was trained on (0 = whole gene); retrieval embeds the same
+        self.head_dropout = head_dropout
+        self.learn_logit_scale = learn_logit_scale
+        self.logit_bias = logit_bias
+        self.logit_bias_init = logit_bias_init
+        self.unfreeze_text_layers = unfreeze_text_layers
         super().__init__(**kwargs)
 
 
 @dataclass
 class ClipOutput(ModelOutput):
-    """L2-normalised embeddings in the shared space and the (clamped) logit scale."""
+    """L2-normalised embeddings in the shared space, the (clamped) logit scale and the bias (None without)."""
 
     dna_embeds: torch.Tensor | None = None
     text_embeds: torch.Tensor | None = None
     logit_scale: torch.Tensor | None = None
+    logit_bias: torch.Tensor | None = None
 
 
 class BioTalkClipModel(PreTrainedModel):
@@ -127,17 +145,28 @@ class BioTalkClipModel(PreTrainedModel):
         dna = dna_encoder if dna_encoder is not None else load_dna_encoder(config.dna_encoder, dtype=torch.float32)
         text = text_encoder if text_encoder is not None else load_text_encoder(config.text_encoder)
         text_dim = text.get_embedding_dimension()
-        self.dna_projection = projection_head(config.dna_head, dna.hidden_size, config.head_hidden, config.projection_dim)
-        self.text_projection = projection_head(config.text_head, text_dim, config.head_hidden, config.projection_dim)
+        dims, dropout = (config.head_hidden, config.projection_dim), config.head_dropout
+        self.dna_projection = projection_head(config.dna_head, dna.hidden_size, *dims, dropout)
+        self.text_projection = projection_head(config.text_head, text_dim, *dims, dropout)
         # Shape (1,), not a scalar: DeepSpeed's parameter broadcast cannot view a 0-d tensor as bytes.
-        self.logit_scale = nn.Parameter(torch.full((1,), math.log(config.logit_scale_init)))
+        self.logit_scale = nn.Parameter(torch.full((1,), math.log(config.logit_scale_init)),
+                                        requires_grad=config.learn_logit_scale)
+        if config.logit_bias:  # only with SigLIP: under InfoNCE it would get no gradient (and stop DDP)
+            self.logit_bias = nn.Parameter(torch.full((1,), float(config.logit_bias_init)))
         self.post_init()
         # The towers join after post_init so Hugging Face weight init never touches their pretrained weights.
         self.dna_encoder = dna
         self.text_encoder = text
         self.dna_encoder.requires_grad_(not config.freeze_dna)
         self.text_encoder.requires_grad_(not config.freeze_text)
+        if config.freeze_text and config.unfreeze_text_layers:
+            unfreeze_top_layers(self.text_encoder, config.unfreeze_text_layers)
         freeze_unused_pooler(self.text_encoder)
+
+    @property
+    def text_cached(self) -> bool:
+        """The text tower is wholly frozen: its sentence embeddings depend on the texts alone."""
+        return self.config.freeze_text and not self.config.unfreeze_text_layers
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):  # CLIP's projection init: std = fan_in ** -0.5
@@ -146,7 +175,8 @@ class BioTalkClipModel(PreTrainedModel):
                 nn.init.zeros_(module.bias)
 
     def train(self, mode: bool = True) -> BioTalkClipModel:
-        """Frozen towers stay in eval mode (no dropout), so cached text features match a live tower."""
+        """Frozen towers stay in eval mode (no dropout), so cached text features match a live tower; so does a
+        partly unfrozen text tower (its frozen layers must give the same features in training and evaluation)."""
         super().train(mode)
         if self.config.freeze_dna:
             self.dna_encoder.eval()
@@ -185,7 +215,7 @@ class BioTalkClipModel(PreTrainedModel):
     def sentence_embeddings(self, texts: list[str], cache_dir: Path | None = None, batch_size: int = 64) -> torch.Tensor:
         """Text-tower sentence embeddings (before the head) on the CPU. A frozen tower's depend on the texts
         alone, so with ``cache_dir`` they are computed once and kept on disk (``text_cache_key``)."""
-        if cache_dir is None or not self.config.freeze_text:
+        if cache_dir is None or not self.text_cached:
             return self.embed_texts(texts, batch_size).cpu()
         return cached_text_features(lambda t: self.embed_texts(t, batch_size), texts, self.text_cache_key(),
                                     Path(cache_dir))
@@ -249,6 +279,7 @@ class BioTalkClipModel(PreTrainedModel):
             dna_embeds=self.project_dna(self.dna_features(input_ids, attention_mask, special_tokens_mask)),
             text_embeds=self.project_text(text_features),
             logit_scale=self.scale(),
+            logit_bias=self.logit_bias.squeeze(0) if self.config.logit_bias else None,
         )
 
     # -- persistence ------------------------------------------------------------------------------
@@ -282,12 +313,25 @@ class BioTalkClipModel(PreTrainedModel):
         return model.eval()
 
 
-def projection_head(kind: str, in_dim: int, hidden: int, out_dim: int) -> nn.Module:
+def projection_head(kind: str, in_dim: int, hidden: int, out_dim: int, dropout: float = 0.0) -> nn.Module:
     """``linear``: one bias-free Linear (CLIP). ``mlp``: LayerNorm first, so a tower whose features have an
-    arbitrary scale (k-mer frequencies are ~1e-3) trains at the same learning rate as any other."""
+    arbitrary scale (k-mer frequencies are ~1e-3) trains at the same learning rate as any other. ``dropout``
+    acts on the head's input (and, in the mlp, on its hidden layer); 0 adds no module, so saved heads keep
+    their keys."""
+    drop = [nn.Dropout(dropout)] if dropout > 0 else []
     if kind == "linear":
-        return nn.Linear(in_dim, out_dim, bias=False)
-    return nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+        return nn.Sequential(*drop, nn.Linear(in_dim, out_dim, bias=False)) if drop else nn.Linear(in_dim, out_dim, bias=False)
+    return nn.Sequential(nn.LayerNorm(in_dim), *drop, nn.Linear(in_dim, hidden), nn.GELU(), *drop,
+                         nn.Linear(hidden, out_dim))
+
+
+def unfreeze_top_layers(text: nn.Module, n: int) -> None:
+    """Make the top ``n`` transformer layers of a sentence-transformers tower trainable (the rest stay frozen)."""
+    layers = [m for name, m in text.named_modules() if name.endswith("encoder.layer")]
+    if len(layers) != 1 or not 0 < n <= len(layers[0]):
+        raise ValueError(f"unfreeze_text_layers={n}: the text tower has {len(layers[0]) if layers else 0} layers")
+    for layer in list(layers[0])[-n:]:
+        layer.requires_grad_(True)
 
 
 def freeze_unused_pooler(text: nn.Module) -> None:

@@ -6,7 +6,9 @@ Everything loads from local directories (no Hugging Face Hub here):
 - Nucleotide Transformer (ESM; its ``vocab.txt`` becomes a non-overlapping 6-mer fast tokenizer),
 - DNABERT-2 and any checkpoint that ships its own model code: only when the caller opts in with ``trust_remote_code``,
 - any other local checkpoint (AutoModel + AutoTokenizer),
-- ``kmer`` / ``kmer:K`` / ``kmer:K:canonical``: the k-mer spectrum baseline, no weights at all.
+- ``kmer`` / ``kmer:K`` / ``kmer:K:canonical``: the k-mer spectrum baseline, no weights at all,
+- ``aakmer:K[,K...][:l2]`` and ``cnn:aa`` / ``cnn:codon[:key=value...]``: the frame-aware towers of
+  ``biotalk.models.frame`` (the CDS translated in frame; a fixed spectrum, a trainable dilated CNN).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ _VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", 
 _HUB_NAME = re.compile(r"[\w.-]+/[\w.-]+")
 _PROBE = "ACGTTGCAACGTTGCAACGT"
 SPECTRUM_TYPE = "kmer_spectrum"
+AAKMER_TYPE, CNN_TYPE = "aa_kmer_spectrum", "aa_cnn"  # the saved frame-aware towers (biotalk.models.frame)
+NAMED_ENCODERS = ("kmer", "aakmer", "cnn")  # encoders built from a name, no directory
 
 
 class DNAEncoder(nn.Module):
@@ -157,6 +161,29 @@ def _parse_kmer_name(name: str) -> KmerSpectrumEncoder:
     return KmerSpectrumEncoder(k, canonical=len(parts) == 3)
 
 
+def is_named_encoder(name: str) -> bool:
+    """Whether ``name`` is built from its name (``kmer:6``, ``aakmer:1,2,3``, ``cnn:aa``) rather than loaded."""
+    return str(name).split(":")[0] in NAMED_ENCODERS
+
+
+def _named_encoder(name: str) -> DNAEncoder:
+    from biotalk.models import frame  # frame's towers subclass this module's encoders: imported on use
+
+    kind = name.split(":")[0]
+    if kind == "kmer":
+        return _parse_kmer_name(name)
+    return frame.parse_aakmer_name(name) if kind == "aakmer" else frame.parse_cnn_name(name)
+
+
+def _frame_encoder(path: Path, raw: dict) -> DNAEncoder:
+    """A frame-aware tower saved by ``AaKmerEncoder`` or ``DilatedCnn.save_pretrained``."""
+    from biotalk.models import frame
+
+    if raw["model_type"] == AAKMER_TYPE:
+        return frame.AaKmerEncoder(tuple(raw["ks"]), raw["norm"])
+    return frame.load_cnn(path, fingerprint=f"{path.resolve()}:{directory_fingerprint(path)}")
+
+
 def directory_fingerprint(path: Path) -> str:
     """sha256 over the names and contents of the files ``from_pretrained`` reads in ``path``."""
     files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(_FINGERPRINT_SUFFIXES))
@@ -206,8 +233,8 @@ def load_dna_encoder(name_or_path: str | Path, trust_remote_code: bool = False,
                      max_tokens: int | None = None, dtype: torch.dtype | None = None) -> DNAEncoder:
     """An encoder in eval mode on the CPU; ``max_tokens`` overrides the model's own window limit."""
     name = str(name_or_path)
-    if name == "kmer" or name.startswith("kmer:"):
-        return _parse_kmer_name(name)
+    if is_named_encoder(name):
+        return _named_encoder(name)
     path = Path(name_or_path).expanduser()
     if not path.is_dir():
         message = f"encoder {name!r}: no such local directory"
@@ -222,6 +249,8 @@ def load_dna_encoder(name_or_path: str | Path, trust_remote_code: bool = False,
     model_type = raw.get("model_type", "")
     if model_type == SPECTRUM_TYPE:
         return KmerSpectrumEncoder(int(raw["k"]), bool(raw["canonical"]))
+    if model_type in (AAKMER_TYPE, CNN_TYPE):
+        return _frame_encoder(path, raw)
     if raw.get("auto_map") and not trust_remote_code:
         raise ValueError(
             f"{path} ships its own model code (auto_map in config.json, e.g. DNABERT-2); it runs only if you "
