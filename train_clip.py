@@ -40,7 +40,7 @@ from biotalk.config import to_dict
 from biotalk.data import load_benchmark
 from biotalk.data.clip_data import ClipBatchSampler, ClipCollator, ClipDataset, clip_split
 from biotalk.data.identity import gene_ids, identity_to_train
-from biotalk.data.schema import ZERO_SHOT_VALID, Benchmark, benchmark_enzyme
+from biotalk.data.schema import SPLITS, TEST_SPLITS, ZERO_SHOT_VALID, Benchmark, benchmark_enzyme
 from biotalk.data.stream import ArrowClipDataset, ClipArrowSplit, ensure_clip_arrow, folder_key
 from biotalk.data.stream_sampler import StreamBatchSampler
 from biotalk.io import atomic_path, write_json
@@ -176,7 +176,8 @@ def main(cfg: Config) -> dict | None:
     """Train, evaluate, save; returns the final metrics on the main process (None on the others)."""
     # -- inputs first: a wrong path stops the run before anything is written --------------------------
     check_dna_encoder(cfg.model.dna_encoder)
-    bench = load_benchmark(cfg.data.path, benchmark=cfg.data.benchmark)
+    read = SPLITS if cfg.eval.tests else tuple(s for s in SPLITS if s not in TEST_SPLITS)  # ablations never open a test
+    bench = load_benchmark(cfg.data.path, benchmark=cfg.data.benchmark, splits=read)
     candidates = zero_shot_candidates(benchmark_enzyme(cfg.data.path, cfg.data.enzyme_dat, cfg.data.enzclass),
                                       cfg.eval.zero_shot_templates, cfg.eval.zero_shot_texts)
     trackers = [t for t in cfg.trackers if t != "wandb" or importlib.util.find_spec("wandb")]

@@ -34,8 +34,8 @@ class Config:
     shipped_lolbert: Path = Path("models/lolbert-mini")
     llm_limit: int = 40  # records per test set in each Table 5 cell; 0 = all
     force: bool = False
-    steps: list[Literal["table1", "lolbert", "finetune", "tables23", "table4", "clip", "table5"]] = field(
-        default_factory=lambda: ["table1", "lolbert", "finetune", "tables23", "table4", "clip", "table5"]
+    steps: list[Literal["table1", "lolbert", "finetune", "tables23", "table4", "clip", "hybrid", "table5"]] = field(
+        default_factory=lambda: ["table1", "lolbert", "finetune", "tables23", "table4", "clip", "hybrid", "table5"]
     )
 
 
@@ -100,6 +100,12 @@ def main(cfg: Config) -> None:
         report += ["## BioTalk-CLIP (zero-shot over every ENZYME EC), beside the Table 4 baselines of its benchmark", "",
                    f"Epoch {metrics['selected']['epoch']} chosen on Valid/valid2 (`eval.select: best`).", "",
                    clip_summary(metrics, same), ""]
+    if "hybrid" in cfg.steps:
+        run("Homology hybrid", out / "hybrid" / "hybrid.md",
+            ["scripts/hybrid.py", "--config", "configs/clip/hybrid_mini.yaml", f"model={out / 'clip' / 'final'}",
+             f"data={cfg.benchmark}", f"out={out / 'hybrid'}"], force)
+        report += ["## Homology hybrid (MMseqs2 hit at least t identical, else BioTalk-CLIP; t chosen on Valid/valid2)",
+                   "", (out / "hybrid" / "hybrid.md").read_text(), ""]
     if "table5" in cfg.steps:
         run("Table 5", out / "table5" / "table5.md",
             ["scripts/table5.py", "--config", "configs/llm/table5_mini.yaml", f"llm.data={cfg.benchmark}",
