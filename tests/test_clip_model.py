@@ -144,6 +144,12 @@ def test_bf16_weights_are_saved_and_reloaded_in_float32_and_cached_apart(tiny_lo
     bf16.sentence_embeddings(TEXTS, tmp_path / "cache")
     keys = sorted(json.loads(p.read_text())["encoder"] for p in (tmp_path / "cache").rglob("text_features-*.json"))
     assert keys == sorted([fp32.text_cache_key(), bf16.text_cache_key()])  # two entries, one per real dtype
+    fp32.save_pretrained(tmp_path / "fp32")
+    again = BioTalkClipModel.from_pretrained(tmp_path / "fp32")
+    assert again.text_cache_key() == fp32.text_cache_key()  # the same frozen tower in another folder: one entry
+    moved = build_clip_model(tiny_lolbert, projection_dim=16)
+    next(moved.text_encoder.parameters()).data.add_(1e-3)
+    assert moved.text_cache_key() != fp32.text_cache_key()  # other weights, other features
     bf16.save_pretrained(tmp_path / "clip")
     for path in (tmp_path / "clip").rglob("*.safetensors"):
         with safe_open(str(path), "pt") as f:

@@ -453,4 +453,4 @@ def test_clip_under_deepspeed_bf16_saves_float32_and_keys_its_text_cache(clip_be
             assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}, path
     model = BioTalkClipModel.from_pretrained(out / "final")
     assert {p.dtype for p in model.parameters()} == {torch.float32}
-    assert model.text_cache_key() == f"{out / 'final' / 'text_encoder'}|float32"
+    assert model.text_cache_key().endswith("|float32")  # reloaded in float32: its own cache entry

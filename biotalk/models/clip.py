@@ -24,6 +24,7 @@ Weights are saved and loaded in float32 whatever the live model holds: DeepSpeed
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -221,9 +222,14 @@ class BioTalkClipModel(PreTrainedModel):
                                     Path(cache_dir))
 
     def text_cache_key(self) -> str:
-        """Tower, autocast dtype and, when not float32, the dtype the tower's weights really have (DeepSpeed
-        bf16 casts them): features of a bf16 tower are never read as a float32 tower's, nor the reverse."""
-        key = f"{self.config.text_encoder}|{self.config.text_embed_dtype}"
+        """A digest of the text tower's weights, the autocast dtype and, when not float32, the dtype the weights
+        really have (DeepSpeed bf16 casts them): every saved model with the same frozen tower shares one cache
+        entry, and features of a bf16 tower are never read as a float32 tower's, nor the reverse."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.text_encoder.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        key = f"text-weights={digest.hexdigest()[:20]}|{self.config.text_embed_dtype}"
         weights = _dtype(self.text_encoder)
         return key if weights == torch.float32 else f"{key}|weights={str(weights).removeprefix('torch.')}"
 
