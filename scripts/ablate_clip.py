@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from biotalk.cli import UsageError, run
+from biotalk.data.schema import build_command
 from biotalk.io import write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,9 @@ def train(cfg: Config, out: Path, overrides: list[str], tests: bool) -> dict:
     if done.is_file() and json.loads(done.read_text())["args"] == args:
         return json.loads(done.read_text())
     start = time.monotonic()
-    subprocess.run([sys.executable, "train_clip.py", "--config", str(cfg.base), *args], cwd=ROOT, check=True)
+    done_run = subprocess.run([sys.executable, "train_clip.py", "--config", str(cfg.base), *args], cwd=ROOT)
+    if done_run.returncode != 0:
+        raise SystemExit(f"error: train_clip.py failed for {out} (exit {done_run.returncode}); its messages are above")
     metrics = json.loads((out / "metrics.json").read_text())
     record = {"args": args, "wall_s": round(time.monotonic() - start, 1), "metrics": metrics}
     write_json(done, record)
@@ -81,6 +84,8 @@ def markdown(rows: list[dict]) -> str:
 def main(cfg: Config) -> dict:
     if not cfg.rows:
         raise UsageError("rows: the config lists no options to compare")
+    if not cfg.data.is_dir():
+        raise FileNotFoundError(f"benchmark folder not found: {cfg.data}; build it with: {build_command(cfg.data)}")
     names = [r.name for r in cfg.rows]
     unknown = sorted(set(cfg.rows_only) - set(names))
     if unknown or len(set(names)) != len(names):

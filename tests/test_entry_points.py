@@ -42,6 +42,10 @@ SANDBOX = {
     "scripts/audit_benchmark.py": ["out={tmp}/report.json"],
     "scripts/index_genes.py": ["--config", "configs/app/index_mini.yaml", "out={tmp}/index", "cache_dir={tmp}/cache"],
     "scripts/app.py": ["--config", "configs/app/mini.yaml", "index={tmp}/index"],
+    "scripts/fetch_sources.py": ["--config", "configs/data/sources.yaml", "out={tmp}/out"],
+    "scripts/cds_accessions.py": ["--config", "configs/data/uniprot.yaml", "accessions={tmp}/ena.accessions"],
+    "scripts/hybrid.py": ["--config", "configs/clip/hybrid_mini.yaml", "out={tmp}/out", "cache_dir={tmp}/cache"],
+    "scripts/ablate_clip.py": ["--config", "configs/clip/ablation_mini.yaml", "out={tmp}/out"],
 }
 
 # (entry point, overrides after the sandbox, what the error line must contain)
@@ -98,6 +102,12 @@ CASES = [
     ("scripts/index_genes.py", ["candidates=some"], "candidates: expected one of all, genes, got 'some'"),
     ("scripts/app.py", [f"model={MISSING}"], MISSING),
     ("scripts/app.py", ["port=http"], "port: expected an integer, got 'http'"),
+    ("scripts/fetch_sources.py", ["attempts=many"], "attempts: expected an integer, got 'many'"),
+    ("scripts/fetch_sources.py", ["only=[nope]"], "nope"),
+    ("scripts/cds_accessions.py", [f"raw_dir={MISSING}"], MISSING),
+    ("scripts/hybrid.py", [f"model={MISSING}"], MISSING),
+    ("scripts/ablate_clip.py", ["rows_only=[nope]"], "rows_only names ['nope'] not among the rows"),
+    ("scripts/ablate_clip.py", [f"data={MISSING}"], BUILD_HINT),
 ]
 
 
