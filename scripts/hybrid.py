@@ -11,13 +11,18 @@ with hF per stratum of identity to training. Writes ``OUT/hybrid.json`` and ``OU
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import polars as pl
 
-from biotalk.cli import run
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # table4.py beside this file
+
+from table4 import HomologyConfig  # noqa: E402  (the homology baseline's settings, as in Table 4)
+
+from biotalk.cli import run  # noqa: E402
 from biotalk.clip_eval import ClipEvalConfig, tau_source, zero_shot_candidates
 from biotalk.config import to_dict
 from biotalk.data.identity import gene_ids, identity_to_train, proteins
@@ -40,13 +45,6 @@ from biotalk.reports import IDENTITY_HEAD, fmt, identity_cells
 log = logging.getLogger("hybrid")
 VALIDATION = ("valid", ZERO_SHOT_VALID)
 NAMES = {"valid": "Valid", ZERO_SHOT_VALID: "valid2", "test1": "Test-I", "test2": "Test-II"}
-
-
-@dataclass
-class HomologyConfig:
-    max_evalue: float = 1e-5
-    sensitivity: float = 5.7
-    threads: int = 2
 
 
 @dataclass

@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import torch
 
 from biotalk.cache import cache_key
-from biotalk.data.clip_data import ClipSplit, crop
+from biotalk.data.clip_data import ClipDataset, ClipSplit, crop
 from biotalk.data.errors import InputError
 from biotalk.ec import InvalidEC, LabelMap, parse_ec
 from biotalk.io import atomic_dir
@@ -272,17 +271,9 @@ class _Mapped(Sequence):
         return [self.labels[j] for j in self.ids[i].tolist()] if isinstance(i, slice) else self.labels[int(self.ids[i])]
 
 
-class ArrowClipDataset(torch.utils.data.Dataset):
-    """``ClipDataset``'s items (``sequence`` crop, ``text_idx``, ``ec_idx``) read from a ``ClipArrowSplit``."""
-
-    def __init__(self, split: ClipArrowSplit, window_nt: int, random_crop: bool, seed: int = 0) -> None:
-        self.split, self.window_nt, self.random_crop, self.seed, self.epoch = split, window_nt, random_crop, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.split)
+class ArrowClipDataset(ClipDataset):
+    """``ClipDataset``'s items (``sequence`` crop, ``text_idx``, ``ec_idx``) read from a ``ClipArrowSplit``: the
+    class id comes from the Arrow column, so a worker never maps the ``.npy`` per item."""
 
     def __getitem__(self, i: int) -> dict:
         rng = stream(self.seed, self.epoch, i) if self.random_crop else None
