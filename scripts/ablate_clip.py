@@ -84,13 +84,13 @@ def markdown(rows: list[dict]) -> str:
 def main(cfg: Config) -> dict:
     if not cfg.rows:
         raise UsageError("rows: the config lists no options to compare")
-    if not cfg.data.is_dir():
-        raise FileNotFoundError(f"benchmark folder not found: {cfg.data}; build it with: {build_command(cfg.data)}")
     names = [r.name for r in cfg.rows]
     unknown = sorted(set(cfg.rows_only) - set(names))
     if unknown or len(set(names)) != len(names):
         raise UsageError(f"rows_only names {unknown} not among the rows {names}" if unknown
                          else f"rows: names must be unique, got {names}")
+    if not cfg.data.is_dir():
+        raise FileNotFoundError(f"benchmark folder not found: {cfg.data}; build it with: {build_command(cfg.data)}")
     results = []
     for row in cfg.rows:
         if cfg.rows_only and row.name not in cfg.rows_only:
