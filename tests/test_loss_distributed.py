@@ -2,7 +2,7 @@
 batch b give the loss and the parameter gradients of 1 process x batch 2b, for InfoNCE and SigLIP, with
 ECs shared across the two processes' halves (multi-positive pairs that only the gather can see)."""
 
-import os
+from datetime import timedelta
 
 import pytest
 import torch
@@ -46,9 +46,10 @@ def _step(model: nn.Module, loss_fn: nn.Module, rows: slice) -> tuple[float, dic
     return loss.item(), {n: p.grad.clone() for n, p in module.named_parameters()}
 
 
-def _worker(rank: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+def _worker(rank: int, store: str, out: str) -> None:
+    # A file rendezvous: no port to collide with another test's; a timeout instead of a hang if a peer dies.
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2,
+                            timeout=timedelta(seconds=120))
     results = {}
     for name, loss_fn in (("infonce", ClipLoss(label_smoothing=0.1)), ("siglip", SigLipLoss(label_smoothing=0.1))):
         model = nn.parallel.DistributedDataParallel(Pair(bias=name == "siglip"))
@@ -72,7 +73,7 @@ def test_two_processes_give_the_loss_and_gradients_of_one(name, two_process_resu
 
 @pytest.fixture(scope="module")
 def two_process_results(tmp_path_factory) -> list[dict]:
-    out = str(tmp_path_factory.mktemp("loss") / "grads")
-    port = 29600 + os.getpid() % 300
-    mp.spawn(_worker, args=(port, out), nprocs=2, join=True)
-    return [torch.load(f"{out}.{rank}") for rank in (0, 1)]
+    folder = tmp_path_factory.mktemp("loss")
+    out = str(folder / "grads")
+    mp.spawn(_worker, args=(str(folder / "rendezvous"), out), nprocs=2, join=True)
+    return [torch.load(f"{out}.{rank}", weights_only=True) for rank in (0, 1)]
