@@ -30,7 +30,7 @@ from typing import Literal
 import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, set_seed
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
@@ -43,10 +43,11 @@ from biotalk.data.identity import gene_ids, identity_to_train
 from biotalk.data.schema import SPLITS, TEST_SPLITS, ZERO_SHOT_VALID, Benchmark, benchmark_enzyme
 from biotalk.data.stream import ArrowClipDataset, ClipArrowSplit, ensure_clip_arrow, folder_key
 from biotalk.data.stream_sampler import StreamBatchSampler
-from biotalk.io import atomic_path, write_json
+from biotalk.io import write_json
 from biotalk.losses import contrastive_loss
 from biotalk.models.clip import build_clip_model
 from biotalk.models.encoders import is_named_encoder
+from biotalk.selection import epoch_score, epochs_since_best, keep_if_best
 from biotalk.training import (
     CheckpointManager,
     TrainLog,
@@ -139,27 +140,6 @@ def evaluate_all(accelerator: Accelerator, model, **kwargs) -> dict | None:
     the main process scores and gets the result (None elsewhere)."""
     with accelerator.autocast():
         return evaluate(accelerator.unwrap_model(model), accelerator=accelerator, **kwargs)
-
-
-def epoch_score(accelerator: Accelerator, result: dict | None) -> float:
-    """This epoch's validation ``selection_score``: the main process scored it, every process learns it."""
-    return broadcast_object_list([selection_score(result) if accelerator.is_main_process else None])[0]
-
-
-def epochs_since_best(history: list[dict]) -> int:
-    """Epochs run after the first best one (0 before any): what early stopping counts, also after a resume."""
-    scores = [h["selection_score"] for h in history]
-    return len(scores) - 1 - scores.index(max(scores)) if scores else 0
-
-
-def keep_if_best(accelerator: Accelerator, model, score: float, best: float, path: Path, writer: bool) -> float:
-    """Save the weights to ``path`` (by each output folder's ``writer``) when this epoch's validation
-    ``score`` beats ``best``; returns the best score so far."""
-    if score > best and writer:
-        with atomic_path(path) as tmp:
-            save_model(accelerator.unwrap_model(model), str(tmp))
-    accelerator.wait_for_everyone()
-    return max(score, best)
 
 
 def summary(result: dict, tests: bool) -> str:
