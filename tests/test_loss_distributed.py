@@ -2,6 +2,7 @@
 batch b give the loss and the parameter gradients of 1 process x batch 2b, for InfoNCE and SigLIP, with
 ECs shared across the two processes' halves (multi-positive pairs that only the gather can see)."""
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -55,7 +56,10 @@ def _worker(rank: int, store: str, out: str) -> None:
         model = nn.parallel.DistributedDataParallel(Pair(bias=name == "siglip"))
         results[name] = _step(model, loss_fn, slice(rank * B, (rank + 1) * B))
     torch.save(results, f"{out}.{rank}")
-    dist.destroy_process_group()
+    dist.barrier()
+    # Exit without tearing the gloo group down: its destructor joins a runloop thread that may be waiting for
+    # the GIL the joining thread holds (it hung a full test run). The results are on disk; nothing else to free.
+    os._exit(0)
 
 
 @pytest.mark.parametrize("name", ["infonce", "siglip"])
