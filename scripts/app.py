@@ -4,7 +4,7 @@
     python scripts/app.py --config configs/app/mini.yaml                 # then open http://127.0.0.1:8000
 
 Serves the page and its JSON API (docs/app.md) on ``host``:``port``, 127.0.0.1 by default: only this
-machine can reach it. ``host=0.0.0.0`` opens it to the network; the app has no login, so do that only on a
+machine can reach it. Passing every interface as ``host`` opens it to the network; the app has no login, so do that only on a
 network you trust. A missing or stale index does not stop the app: the page and the API say what to run.
 """
 
