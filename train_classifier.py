@@ -11,6 +11,11 @@ best Valid hF. Outputs in ``out`` (written all at once): ``model/`` (safetensors
 map), ``history.json``, ``predictions.tsv`` (split, id, true EC, predicted EC, score), ``metrics.json``
 (layout in docs/classifier.md), ``tradeoff.json`` + ``tradeoff.png`` (hierarchy-aware decoding over a grid
 of thresholds).
+
+``stream_dir=DIR`` trains without Train in memory (docs/scale.md): its EC and DNA columns are copied once to
+a memory-mapped Arrow file, its features go to a sharded embedding store (resumable; under ``accelerate
+launch`` each process embeds its own shards and the main process trains), labels are class ids read from the
+mapped column, and every minibatch is gathered from the mapped store: the same model as in memory.
 """
 
 from __future__ import annotations
@@ -25,19 +30,23 @@ import numpy as np
 import polars as pl
 import yaml
 
+from biotalk.cache import cache_key
 from biotalk.cli import run
 from biotalk.config import to_dict
 from biotalk.data import load_benchmark
 from biotalk.data.identity import gene_ids, identity_to_train
-from biotalk.data.schema import TEST_SPLITS, Benchmark
-from biotalk.embeddings import embed_cached, usable_poolings
+from biotalk.data.schema import SPLITS, TEST_SPLITS, Benchmark
+from biotalk.data.stream import folder_key
+from biotalk.data.stream_features import MappedRows, ensure_rows, split_file
+from biotalk.embed_store import StoredVectors, open_store, write_store
+from biotalk.embeddings import embed_cached, embed_sequences, usable_poolings
 from biotalk.hierarchy import best_tau, hierarchy_scores, threshold, tradeoff
 from biotalk.io import atomic_dir, write_json, write_text
 from biotalk.metrics import score_genes
-from biotalk.models.classifier import MLPConfig, fit_classifier, predict_proba
+from biotalk.models.classifier import MLPConfig, fit_classifier, fit_encoded, predict_proba
 from biotalk.models.encoders import load_dna_encoder
 from biotalk.reports import block_line
-from biotalk.training import resolve_device
+from biotalk.training import make_accelerator, resolve_device
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -57,6 +66,8 @@ class ClassifierConfig:
     mlp: MLPConfig = field(default_factory=MLPConfig)
     tau: float = 0.0  # hierarchy-aware decoding threshold; 0 = the argmax class; < 0: the tau_grid value best on Valid
     tau_grid: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99])
+    stream_dir: Path | None = None  # set: Train's rows and features stay on disk there, memory-mapped (docs/scale.md)
+    shard_size: int = 65_536  # rows per shard of the streamed features
     out: Path = Path("runs/classifier/mini")
 
 
@@ -71,6 +82,33 @@ def split_features(splits: Mapping[str, object], encoder: str, pooling: str, cac
                            batch_size=batch_size)[pooling]
         for name, rows in splits.items()
     }
+
+
+def streamed_train(cfg: ClassifierConfig, device: str) -> tuple[StoredVectors, MappedRows] | None:
+    """Train's features as a sharded store and its rows memory-mapped, both under ``cfg.stream_dir`` and
+    reused while the data and encoder stay the same; None on a process other than the main one."""
+    state = make_accelerator()  # one process, or the ones accelerate launch started (each embeds its shards)
+    source = folder_key(cfg.data, cfg.benchmark)
+    with state.main_process_first():
+        rows = MappedRows(ensure_rows(split_file(cfg.data, cfg.benchmark, "train"), cfg.stream_dir / "train", source))
+    model = load_dna_encoder(cfg.encoder).to(state.device if state.num_processes > 1 else device).eval()
+    pooling = usable_poolings(model, [cfg.pooling])[0]
+    key = cache_key(rows=source, encoder=model.fingerprint, max_tokens=model.max_tokens, pooling=pooling)
+    root = cfg.stream_dir / f"features-{key[:16]}"
+    write_store(root, rows.sequences, lambda seqs: embed_sequences(
+        model, seqs, [pooling], cfg.embed_batch_size, progress=False)[pooling], key, cfg.shard_size)
+    return (open_store(root, key), rows) if state.is_main_process else None
+
+
+class TrainOnDemand(dict):
+    """Loaded splits that read Train only if asked for it: identity bins search it when the build stored none."""
+
+    def __init__(self, splits: Mapping[str, object], cfg: ClassifierConfig) -> None:
+        super().__init__(splits)
+        self.cfg = cfg
+
+    def __missing__(self, name: str) -> object:
+        return load_benchmark(self.cfg.data, self.cfg.benchmark, splits=[name])[name]
 
 
 def distinct_predictions(preds: Sequence[str | None]) -> int:
@@ -105,13 +143,23 @@ def plot_tradeoff(curves: dict[str, list[dict]], path: Path) -> None:
 
 def main(cfg: ClassifierConfig) -> dict:
     device = resolve_device(cfg.device)
-    splits = load_benchmark(cfg.data, benchmark=cfg.benchmark)
+    streamed = cfg.stream_dir is not None
+    if streamed and (train := streamed_train(cfg, device)) is None:
+        return {}  # another process of accelerate launch: it embedded its shards, the main one goes on
+    splits = load_benchmark(cfg.data, benchmark=cfg.benchmark, splits=EVAL_SPLITS if streamed else SPLITS)
     features = split_features(splits, cfg.encoder, cfg.pooling, cfg.cache_dir, cfg.benchmark,
                               cfg.embed_batch_size, device)
 
-    model, history = fit_classifier(
-        features["train"], splits["train"]["EC"], features["valid"], splits["valid"]["EC"], cfg.mlp, device
-    )
+    if streamed:
+        store, rows = train
+        labels = rows.labels()
+        model, history = fit_encoded(store, rows.class_ids(labels), labels, features["valid"],
+                                     labels.encode(splits["valid"]["EC"]), cfg.mlp, device)
+        splits = TrainOnDemand(splits, cfg)  # identity bins search Train only when the build did not store them
+    else:
+        model, history = fit_classifier(
+            features["train"], splits["train"]["EC"], features["valid"], splits["valid"]["EC"], cfg.mlp, device
+        )
 
     identity = identity_to_train(cfg.data, cfg.benchmark, splits, cache_dir=cfg.cache_dir)  # test splits only
     nodes, curves = {}, {}

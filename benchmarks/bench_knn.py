@@ -1,11 +1,18 @@
 """kNN evaluation time: biotalk.knn (faiss IndexFlatIP) against a numpy brute force on the same data.
 
     python benchmarks/bench_knn.py [cases=[[100000,256],[100000,768],[1000000,256],[1000000,768]] queries=2000]
+    python benchmarks/bench_knn.py cases=[] ann_n=1000000 ann_dim=256 pq_m=[32,64]
 
 One evaluation = exact cosine top-5 search of the queries against the index (index built or
 normalised inside the timing), neighbour ECs, then kNN hierarchical precision at k = 1, 3, 5.
 The baseline normalises a float32 copy and ranks query batches with a BLAS matmul plus
 argpartition. Both sides run on ``threads`` threads (1 by default). Memory at 10^6 x 768: the data (3.1 GB) plus the index or the normalised copy (3.1 GB).
+
+``ann_n`` > 0: IVF-PQ against exact search, recall@``ann_k`` on ``bench_app.py``'s clustered unit vectors (same
+seed, so the same data as its IVF rows). The index is ``biotalk.knn.ann_index(pq_m=...)``, the library's rule;
+for each ``pq_m`` and ``nprobe``: recall of the exact top k, the batch of queries and one query at a time
+against exact search, for the PQ scores alone and for ``biotalk.embed_store.search_store`` (the top ``rerank``
+x k PQ candidates re-scored with their full vectors, as read from a memory-mapped store; here in memory).
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from biotalk.cli import run
+from biotalk.embed_store import search_store
 from biotalk.io import write_json
-from biotalk.knn import knn_predict_ecs, knn_search
+from biotalk.knn import ann_index, knn_predict_ecs, knn_search
 from biotalk.metrics import knn_hierarchical_precision
 from biotalk.rng import stream
 
@@ -37,6 +45,14 @@ class BenchConfig:
     batch_size: int = 256
     seed: int = 0
     threads: int = 1  # for both sides; OpenMP spin-waiting makes faiss erratic on an oversubscribed machine
+    ann_n: int = 0  # > 0: the IVF-PQ measurement at ann_n x ann_dim
+    ann_dim: int = 256
+    ann_queries: int = 1000
+    ann_k: int = 10
+    pq_m: list[int] = field(default_factory=lambda: [32, 64])
+    nprobe: list[int] = field(default_factory=lambda: [8, 16, 32, 64])
+    rerank: int = 10
+    latency_queries: int = 200
     out: str = ""  # optional JSON with the timings
 
 
@@ -69,6 +85,65 @@ def evaluate(
     neighbours = np.asarray(knn_predict_ecs(labels, indices), dtype=object)
     scores = [knn_hierarchical_precision(query_labels, neighbours[:, :kk]) for kk in (1, 3, k)]
     return scores, t_search, time.perf_counter() - start, indices
+
+
+def _p50_ms(search, queries: np.ndarray) -> float:
+    """Median latency of one query at a time (after 5 untimed)."""
+    times = []
+    for i, q in enumerate(queries):
+        start = time.perf_counter()
+        search(q[None])
+        if i >= 5:
+            times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t)) / truth.shape[1] for f, t in zip(found, truth, strict=True)]))
+
+
+def bench_ivfpq(cfg: BenchConfig) -> list[dict]:
+    """Recall@k and speed-up of ``ann_index`` IVF-PQ against exact search, per ``pq_m`` and ``nprobe``."""
+    from bench_app import synthetic  # the same clustered vectors as bench_app's IVF rows
+
+    k, n = cfg.ann_k, cfg.ann_n
+    data = synthetic("clustered", n + cfg.ann_queries, cfg.ann_dim, 10_000, 0.75, stream(cfg.seed, "synthetic", "clustered"))
+    vectors, queries = data[:n], data[n:]
+    flat = ann_index(vectors, ivf_min=n + 1)
+    start = time.perf_counter()
+    _, truth = flat.search(queries, k)
+    exact_s = time.perf_counter() - start
+    exact_p50 = _p50_ms(partial(flat.search, k=k), queries[: cfg.latency_queries])
+    print(f"exact: batch of {len(queries)} {exact_s:.2f} s, p50 {exact_p50:.2f} ms/query", flush=True)
+    del flat
+    rows = []
+    for m in cfg.pq_m:
+        start = time.perf_counter()
+        index = ann_index(vectors, ivf_min=1, pq_m=m, seed=cfg.seed)
+        build_s = time.perf_counter() - start
+        print(f"IVF-PQ pq_m={m} nlist={index.nlist}: built in {build_s:.0f} s", flush=True)
+        for nprobe in cfg.nprobe:
+            index.nprobe = nprobe
+            start = time.perf_counter()
+            _, found = index.search(queries, k)
+            batch_s = time.perf_counter() - start
+            start = time.perf_counter()
+            _, reranked = search_store(vectors, index, queries, k, cfg.rerank)
+            rerank_s = time.perf_counter() - start
+            row = {"n": n, "dim": cfg.ann_dim, "pq_m": m, "nlist": index.nlist, "nprobe": nprobe, "build_s": build_s,
+                   "exact_batch_s": exact_s, "exact_p50_ms": exact_p50, "recall": _recall(found, truth),
+                   "batch_s": batch_s, "p50_ms": _p50_ms(partial(index.search, k=k), queries[: cfg.latency_queries]),
+                   "rerank": cfg.rerank, "recall_reranked": _recall(reranked, truth), "rerank_batch_s": rerank_s,
+                   "rerank_p50_ms": _p50_ms(partial(search_store, vectors, index, k=k, rerank=cfg.rerank),
+                                            queries[: cfg.latency_queries])}
+            rows.append(row)
+            print(f"  nprobe {nprobe:>3}: PQ recall@{k} {row['recall']:.4f}, batch {batch_s:.2f} s "
+                  f"({exact_s / batch_s:.0f}x), p50 {row['p50_ms']:.2f} ms ({exact_p50 / row['p50_ms']:.0f}x) | "
+                  f"re-ranked top {k * cfg.rerank}: recall {row['recall_reranked']:.4f}, batch {rerank_s:.2f} s "
+                  f"({exact_s / rerank_s:.0f}x), p50 {row['rerank_p50_ms']:.2f} ms "
+                  f"({exact_p50 / row['rerank_p50_ms']:.0f}x)", flush=True)
+        del index
+    return rows
 
 
 def main(cfg: BenchConfig) -> None:
@@ -114,6 +189,8 @@ def main(cfg: BenchConfig) -> None:
         )
         del index, queries
         gc.collect()
+    if cfg.ann_n:
+        results.append({"ivfpq": bench_ivfpq(cfg)})
     if cfg.out:
         write_json(cfg.out, results)
 

@@ -91,17 +91,43 @@ def fit_classifier(
     the lower validation loss on seen classes, then to the earlier epoch. Deterministic under ``cfg.seed``.
     """
     label_map = LabelMap.from_ecs(train_ecs)
-    y_train = torch.from_numpy(label_map.encode(train_ecs))
-    y_valid = torch.from_numpy(label_map.encode(valid_ecs))
+    return fit_encoded(x_train, label_map.encode(train_ecs), label_map, x_valid, label_map.encode(valid_ecs), cfg,
+                       device)
+
+
+def feature_stats(x, chunk_rows: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (population) standard deviation of every feature, accumulated in float64 chunk by chunk: the
+    same numbers for an array and for a memory-mapped store of it, no float32 drift over 10^7 rows, and
+    float64 temporaries of ``chunk_rows`` rows only (8,192 x 768: 50 MB)."""
+    n = len(x)
+    total = sum(np.sum(x[a : a + chunk_rows], axis=0, dtype=np.float64) for a in range(0, n, chunk_rows))
+    mean = total / n
+    squares = sum(np.sum((x[a : a + chunk_rows] - mean) ** 2, axis=0) for a in range(0, n, chunk_rows))
+    return mean.astype(np.float32), np.sqrt(squares / n).astype(np.float32)
+
+
+def fit_encoded(
+    x_train,
+    y_train: np.ndarray,
+    label_map: LabelMap,
+    x_valid,
+    y_valid: np.ndarray,
+    cfg: MLPConfig,
+    device: str | torch.device = "cpu",
+) -> tuple[ECClassifier, list[dict]]:
+    """``fit_classifier`` on class ids of ``label_map``. ``x_train`` is an array or anything with ``shape`` and
+    numpy row indexing (``biotalk.embed_store.StoredVectors``): every minibatch is gathered by index on the
+    host, so a memory-mapped store trains the very model its in-memory copy does."""
+    y_train, y_valid = torch.as_tensor(y_train, dtype=torch.long), torch.as_tensor(y_valid, dtype=torch.long)
     torch.manual_seed(cfg.seed)
     config = ECClassifierConfig(input_size=x_train.shape[1], hidden_size=cfg.hidden_size, id2label=label_map.id2label)
     model = ECClassifier(config)
     if cfg.standardize:
-        model.feature_mean.copy_(torch.as_tensor(x_train.mean(0)))
-        model.feature_scale.copy_(torch.as_tensor(x_train.std(0)).clamp_min(1e-6))
+        mean, std = feature_stats(x_train)
+        model.feature_mean.copy_(torch.as_tensor(mean))
+        model.feature_scale.copy_(torch.as_tensor(std).clamp_min(1e-6))
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
     yt = y_train.to(device)
     order = torch.Generator().manual_seed(cfg.seed)
     history: list[dict] = []
@@ -110,8 +136,8 @@ def fit_classifier(
         model.train()
         total = 0.0
         for idx in torch.randperm(len(yt), generator=order).split(cfg.batch_size):
-            idx = idx.to(device)
-            loss = F.cross_entropy(model(xt[idx]), yt[idx])
+            batch = torch.as_tensor(np.asarray(x_train[idx.numpy()]), dtype=torch.float32, device=device)
+            loss = F.cross_entropy(model(batch), yt[idx.to(device)])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -139,10 +165,11 @@ def _validate(model: ECClassifier, x: np.ndarray, y: torch.Tensor, batch_size: i
 
 @torch.no_grad()
 def predict_logits(model: ECClassifier, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Logits of ``x`` (an array or a memory-mapped store), ``batch_size`` rows at a time."""
     model.eval()
     device = next(model.parameters()).device
     out = [
-        model(torch.as_tensor(x[i : i + batch_size], dtype=torch.float32, device=device)).float().cpu()
+        model(torch.from_numpy(np.array(x[i : i + batch_size], dtype=np.float32)).to(device)).float().cpu()
         for i in range(0, len(x), batch_size)
     ]
     return torch.cat(out).numpy() if out else np.zeros((0, model.config.num_labels), np.float32)
