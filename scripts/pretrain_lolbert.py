@@ -4,7 +4,9 @@
     python scripts/pretrain_lolbert.py --config configs/lolbert/mini.yaml resume=latest
 
 Training fragments are drawn on the fly; the batch of step ``s`` depends only on (seed, s, process),
-so a resumed run sees exactly the batches an uninterrupted run would. Held-out fragments (from held-out
+so a resumed run sees exactly the batches an uninterrupted run would. The recipe (``source: genome | cds``,
+``masking: token | span | codon``, ``packing``) is ``biotalk.data.pretrain_batches``; the held-out protocol
+is the same for every recipe. Held-out fragments (from held-out
 genomes/regions) are fixed by the seed and fully masked. Plumbing (Accelerate set-up, AdamW,
 checkpoints, log) is ``biotalk.training``. Outputs in ``out``: ``train_log.jsonl`` (step, train loss, lr,
 held-out loss and masked-token accuracy), ``checkpoints/step_N`` (Accelerate state + ``state.json``),
@@ -33,11 +35,11 @@ from transformers import RobertaForMaskedLM, get_scheduler
 from biotalk.baselines import context_accuracy, context_counts
 from biotalk.cli import run
 from biotalk.config import to_dict
-from biotalk.data.genomes import cut_out, draw_fragments, read_genomes, split_regions
+from biotalk.data.genomes import cut_out, read_genomes, split_regions
 from biotalk.data.heldout_genes import heldout_loci
+from biotalk.data.pretrain_batches import BatchRecipe, build_corpus, heldout_batches, train_batch
 from biotalk.io import atomic_dir, atomic_path, write_json, write_text
-from biotalk.models.lolbert import VOCAB, LolbertArch, build_lolbert_tokenizer, mask_tokens, roberta_config
-from biotalk.rng import stream
+from biotalk.models.lolbert import VOCAB, LolbertArch, build_lolbert_tokenizer, roberta_config
 from biotalk.training import (
     CheckpointManager,
     TrainLog,
@@ -46,9 +48,6 @@ from biotalk.training import (
     make_accelerator,
     seed_per_process,
 )
-
-HELDOUT_STREAM = 2**31  # the held-out set's random stream (biotalk.rng); training steps use (step, process)
-FIRST_BASE_ID = VOCAB.index("G")  # ids below are S, P, /S, N, M: never MLM targets
 
 
 @dataclass
@@ -64,7 +63,14 @@ class PretrainConfig:
     context_flank: int = 0  # > 0: also score a count model that reads a base from this many neighbours per side
     cache_dir: Path | None = Path("cache/clusters")  # MMseqs2 search cache, shared with the builder
     max_nt: int = 510  # reads longer than this keep their first max_nt bases (model window: 510)
-    rc_prob: float = 0.5
+    rc_prob: float = 0.5  # genome and intergenic fragments; CDS windows are read on the sense strand
+    # Recipe (biotalk.data.pretrain_batches): fragment source, masking, packing
+    source: Literal["genome", "cds"] = "genome"
+    cds_fraction: float | None = None  # cds source: share of CDS windows; None = their share of training bases
+    masking: Literal["token", "span", "codon"] = "token"
+    span_mean: float = 3.0  # span masking: mean of the geometric span length (clipped to span_max)
+    span_max: int = 10
+    packing: bool = False  # fill every window with fragments (no padding)
     mlm_probability: float = 0.15
     eval_fragments: int = 512
     eval_batch_size: int = 128
@@ -86,32 +92,14 @@ class PretrainConfig:
     out: Path = Path("runs/lolbert-mini")
 
 
-def make_batch(
-    tokenizer, seqs: list[str], cfg: PretrainConfig, seed: int, mask_all: bool = False
-) -> dict[str, torch.Tensor]:
-    """Tokenise, pad and mask one batch; the masking is a function of ``seed`` only."""
-    enc = tokenizer(seqs, padding=True, truncation=True, max_length=cfg.max_nt + 2, return_tensors="pt")
-    ids = enc["input_ids"]
-    gen = torch.Generator().manual_seed(seed)
-    masked, labels = mask_tokens(ids, ids < FIRST_BASE_ID, cfg.mlm_probability, gen, mask_all)
-    return {"input_ids": masked, "attention_mask": enc["attention_mask"], "labels": labels}
+def batch_recipe(cfg: PretrainConfig) -> BatchRecipe:
+    return BatchRecipe(cfg.max_nt, cfg.mlm_probability, cfg.masking, cfg.span_mean, cfg.span_max, cfg.packing)
 
 
-def train_batch(tokenizer, regions, cfg: PretrainConfig, step: int, process: int) -> dict[str, torch.Tensor]:
-    rng = stream(cfg.seed, step, process)
-    seqs = [frag.sequence for _, frag in draw_fragments(regions, cfg.batch_size, rng, cfg.rc_prob)]
-    return make_batch(tokenizer, seqs, cfg, int(rng.integers(2**62)))
-
-
-def heldout_batches(tokenizer, regions, cfg: PretrainConfig) -> list[dict[str, torch.Tensor]]:
-    """The fixed held-out set: fragments and masks drawn from a seed of their own; every target is
-    replaced by the mask token, so accuracy measures prediction from context alone."""
-    rng = stream(cfg.seed, HELDOUT_STREAM)
-    seqs = [frag.sequence for _, frag in draw_fragments(regions, cfg.eval_fragments, rng, cfg.rc_prob)]
-    return [
-        make_batch(tokenizer, seqs[i : i + cfg.eval_batch_size], cfg, int(rng.integers(2**62)), mask_all=True)
-        for i in range(0, len(seqs), cfg.eval_batch_size)
-    ]
+def eval_set(tokenizer, regions, cfg: PretrainConfig) -> list[dict[str, torch.Tensor]]:
+    """The held-out batches: the same protocol whatever the training recipe (biotalk.data.pretrain_batches)."""
+    return heldout_batches(tokenizer, regions, cfg.seed, cfg.eval_fragments, cfg.eval_batch_size, cfg.rc_prob,
+                           cfg.max_nt, cfg.mlm_probability)  # fmt: skip
 
 
 @torch.no_grad()
@@ -199,22 +187,27 @@ def main(cfg: PretrainConfig) -> Path:
                             cfg.heldout_identity, max(cfg.threads, 1), cfg.cache_dir)  # fmt: skip
         train_regions, cut_nt = cut_out(train_regions, loci)
         cut_genes = len(loci)
+    corpus = build_corpus(cfg.source, train_regions, cfg.raw_dir / "genbank", cfg.cds_fraction)
+    recipe = batch_recipe(cfg)
     tokenizer = build_lolbert_tokenizer()
-    eval_set = heldout_batches(tokenizer, heldout_regions, cfg)
+    heldout = eval_set(tokenizer, heldout_regions, cfg)
     if accelerator.is_main_process:
         cfg.out.mkdir(parents=True, exist_ok=True)
         write_text(cfg.out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         n_train, n_held = sum(map(len, train_regions)), sum(map(len, heldout_regions))
         print(f"genomes: {len(genomes)} records ({len(skipped)} skipped); train {n_train:,} nt, "
-              f"held-out {n_held:,} nt; held-out majority-base accuracy {majority_base_accuracy(eval_set):.4f}")
+              f"held-out {n_held:,} nt; held-out majority-base accuracy {majority_base_accuracy(heldout):.4f}")
         if cfg.heldout_benchmark is not None:
             print(f"benchmark genes held out: {cut_genes:,} CDS like a {'/'.join(cfg.heldout_splits)} gene of "
                   f"{cfg.heldout_benchmark} (>= {cfg.heldout_identity:.0%} identity), {cut_nt:,} nt cut from training")
+        if corpus.cds:
+            print(f"cds source: {len(corpus.cds):,} training CDS read in frame ({sum(map(len, corpus.cds)):,} nt), "
+                  f"{sum(map(len, corpus.regions)):,} nt intergenic; CDS share of fragments {corpus.cds_fraction:.3f}")
         for reason in skipped:
             print(f"skipped {reason}")
-    floors = {"heldout_majority_base_acc": majority_base_accuracy(eval_set)}
+    floors = {"heldout_majority_base_acc": majority_base_accuracy(heldout)}
     if cfg.context_flank > 0 and accelerator.is_main_process:
-        floors[f"heldout_context{cfg.context_flank}_acc"] = context_floor(train_regions, eval_set, cfg.context_flank)
+        floors[f"heldout_context{cfg.context_flank}_acc"] = context_floor(train_regions, heldout, cfg.context_flank)
         accelerator.print(f"held-out accuracy of a {cfg.context_flank}-neighbour count model: "
                           f"{floors[f'heldout_context{cfg.context_flank}_acc']:.4f}")
 
@@ -236,7 +229,7 @@ def main(cfg: PretrainConfig) -> Path:
     window: list[float] = []
     bar = tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, disable=not accelerator.is_main_process)
     for step in bar:
-        batch = train_batch(tokenizer, train_regions, cfg, step, accelerator.process_index)
+        batch = train_batch(tokenizer, corpus, recipe, cfg.batch_size, cfg.rc_prob, cfg.seed, step, accelerator.process_index)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.autocast():
             loss = model(**batch).loss
@@ -255,7 +248,7 @@ def main(cfg: PretrainConfig) -> Path:
             record.update(train_loss=float(np.mean(window)), lr=scheduler.get_last_lr()[0])
             window = []
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            record.update(evaluate(accelerator.unwrap_model(model), eval_set, accelerator))
+            record.update(evaluate(accelerator.unwrap_model(model), heldout, accelerator))
         if record:
             log.write({"step": step, **record})
             bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "lr"})
@@ -273,7 +266,7 @@ def main(cfg: PretrainConfig) -> Path:
         majority = floors["heldout_majority_base_acc"]
         summary = {"steps": cfg.steps, "resumed_from": start, "wall_s": round(time.time() - started, 1), **floors,
                    "train_nt": sum(map(len, train_regions)), "benchmark_genes_held_out": cut_genes,
-                   "benchmark_gene_nt_cut": cut_nt}  # fmt: skip
+                   "benchmark_gene_nt_cut": cut_nt, "cds_fraction": corpus.cds_fraction}  # fmt: skip
         if evals:
             summary.update(heldout_loss=evals[-1]["heldout_loss"], heldout_acc=evals[-1]["heldout_acc"])
             plot_curve(evals, cfg.out / "curve.png", majority)

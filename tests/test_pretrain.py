@@ -17,8 +17,15 @@ from transformers import AutoTokenizer, RobertaForMaskedLM
 from biotalk.config import load_config
 from biotalk.data.errors import InputError
 from biotalk.data.fragments import reverse_complement
-from biotalk.data.genomes import Region, cut_out, draw_fragments, read_genomes, split_regions
+from biotalk.data.genomes import (
+    Region,
+    cut_out,
+    draw_fragments,
+    read_genomes,
+    split_regions,
+)
 from biotalk.data.heldout_genes import Locus, heldout_loci
+from biotalk.data.pretrain_batches import build_corpus
 from biotalk.models.lolbert import VOCAB
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +45,16 @@ pretrain = load_script("scripts/pretrain_lolbert.py")
 def genomes():
     regions, skipped = read_genomes(RAW / "genbank")
     return regions
+
+
+@pytest.fixture(scope="module")
+def train(genomes):
+    return split_regions(genomes, ["Streptococcus_pyogenes"], 0.0)[0]
+
+
+@pytest.fixture(scope="module")
+def cds_corpus(train):
+    return build_corpus("cds", train, RAW / "genbank")
 
 
 def test_read_genomes_gives_whole_records(genomes):
@@ -99,14 +116,14 @@ def _in_any(seq: str, text: str) -> bool:
     return seq in text or reverse_complement(seq) in text
 
 
-def test_pretraining_dna_holds_no_evaluation_gene(genomes, mini_benchmark):
+def test_pretraining_dna_holds_no_evaluation_gene(train, cds_corpus, mini_benchmark):
     """With the benchmark's held-out loci cut out, no Test-I/Test-II/valid2 gene occurs in the training DNA on
-    either strand; without the cut most of them do (so the check can fail)."""
+    either strand, nor among the CDS or intergenic pieces the cds source reads; without the cut most of them do
+    (so the check can fail)."""
     splits = ["test1", "test2", "valid2"]
     loci = heldout_loci(RAW / "genbank", mini_benchmark, splits, 0.5, threads=2, cache_dir=ROOT / "cache" / "clusters")
     genes = sorted({s for split in splits for s in pl.read_parquet(mini_benchmark / "Test" / f"{split}.parquet")["Sequence"]})
     sample = [genes[i] for i in np.random.default_rng(0).choice(len(genes), 80, replace=False)]
-    train, _ = split_regions(genomes, ["Streptococcus_pyogenes"], 0.0)
     before = "|".join(r.sequence for r in train)
     cut, removed = cut_out(train, loci)
     after = "|".join(r.sequence for r in cut)
@@ -114,12 +131,24 @@ def test_pretraining_dna_holds_no_evaluation_gene(genomes, mini_benchmark):
     assert sum(_in_any(g, before) for g in sample) > 40
     assert not any(_in_any(g, after) for g in sample)
 
+    uncut_cds = "|".join(c.sequence for c in cds_corpus.cds)
+    assert sum(_in_any(g, uncut_cds) for g in sample) > 40
+    corpus = build_corpus("cds", cut, RAW / "genbank")
+    read = "|".join([c.sequence for c in corpus.cds] + [r.sequence for r in corpus.regions])
+    assert not any(_in_any(g, read) for g in sample)
+    assert 0.5 * len(cds_corpus.cds) < len(corpus.cds) < len(cds_corpus.cds)
+    windows = corpus.draw(200, np.random.default_rng(1), 0.5)
+    assert all(_in_any(w, after) for w in windows)  # every window drawn is training DNA after the cut
+
 
 def test_heldout_set_is_fixed_and_fully_masked(genomes):
+    """One held-out protocol for every recipe: the same batches whatever the source, masking and packing."""
     cfg = load_config(pretrain.PretrainConfig, ROOT / "configs/lolbert/mini.yaml", TINY)
+    other = load_config(pretrain.PretrainConfig, ROOT / "configs/lolbert/mini.yaml",
+                        [*TINY, "source=cds", "masking=span", "packing=true"])  # fmt: skip
     _, held = split_regions(genomes, cfg.heldout_genomes, cfg.heldout_fraction)
     tok = pretrain.build_lolbert_tokenizer()
-    first, second = pretrain.heldout_batches(tok, held, cfg), pretrain.heldout_batches(tok, held, cfg)
+    first, second = pretrain.eval_set(tok, held, cfg), pretrain.eval_set(tok, held, other)
     assert len(first) == 2
     for a, b in zip(first, second, strict=True):
         assert all(torch.equal(a[k], b[k]) for k in a)
@@ -134,7 +163,7 @@ def test_a_context_count_model_beats_the_majority_base_on_held_out_dna(genomes):
     genome = next(r for r in genomes if r.source.startswith("Streptococcus_pyogenes"))
     first = [Region(genome.source, genome.record, 0, 1_000_000, genome.sequence[:1_000_000])]
     rest = [Region(genome.source, genome.record, 1_000_000, genome.end, genome.sequence[1_000_000:])]
-    batches = pretrain.heldout_batches(pretrain.build_lolbert_tokenizer(), rest, cfg)
+    batches = pretrain.eval_set(pretrain.build_lolbert_tokenizer(), rest, cfg)
     floor = pretrain.context_floor(first, batches, 3)
     assert pretrain.majority_base_accuracy(batches) + 0.01 < floor < 0.5
 
@@ -143,8 +172,9 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(path / "model.safetensors")
 
 
-def test_pretrain_checkpoints_and_resume_reproduce_the_uninterrupted_run(tmp_path):
-    cfg_a = load_config(pretrain.PretrainConfig, ROOT / "configs/lolbert/mini.yaml", [*TINY, f"out={tmp_path / 'a'}"])
+@pytest.mark.parametrize("recipe", [[], ["source=cds", "masking=codon", "packing=true"], ["masking=span"]])
+def test_pretrain_checkpoints_and_resume_reproduce_the_uninterrupted_run(tmp_path, recipe):
+    cfg_a = load_config(pretrain.PretrainConfig, ROOT / "configs/lolbert/mini.yaml", [*TINY, *recipe, f"out={tmp_path / 'a'}"])
     final_a = pretrain.main(cfg_a)
     ckpts = sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir())
     assert ckpts == ["step_4", "step_6"]  # keep_checkpoints=2 pruned step_2
@@ -163,7 +193,7 @@ def test_pretrain_checkpoints_and_resume_reproduce_the_uninterrupted_run(tmp_pat
     (b / "checkpoints").mkdir(parents=True)
     shutil.copytree(tmp_path / "a" / "checkpoints" / "step_4", b / "checkpoints" / "step_4")
     (b / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log_a[:5]))
-    cfg_b = load_config(pretrain.PretrainConfig, ROOT / "configs/lolbert/mini.yaml", [*TINY, f"out={b}", "resume=latest"])
+    cfg_b = load_config(pretrain.PretrainConfig, ROOT / "configs/lolbert/mini.yaml", [*TINY, *recipe, f"out={b}", "resume=latest"])
     final_b = pretrain.main(cfg_b)
     log_b = [json.loads(line) for line in (b / "train_log.jsonl").read_text().splitlines()]
     assert log_b == log_a

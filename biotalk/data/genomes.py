@@ -5,18 +5,22 @@ Held out are whole genomes (``heldout_genomes``: substrings of their file names)
 fragment never overlaps the training coordinates. Near-identical strains (four E. coli, three
 M. gallisepticum) share sequence across files, so a held-out region of one strain is not novel DNA;
 hold out a genome without a sibling (e.g. Streptococcus pyogenes) for a generalisation test.
+The CDS source of pretraining reads in-frame windows of the genes (``read_cds``) that lie wholly in the
+training regions (``cds_inside``); its intergenic DNA is the training regions with every CDS cut out.
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from Bio.GenBank.Scanner import GenBankScanner
 
 from biotalk.data.errors import InputError
-from biotalk.data.fragments import Fragment, sample_fragments
+from biotalk.data.fragments import Fragment, sample_fragments, sample_read_lengths
 from biotalk.data.genbank import GENBANK_GLOB
 from biotalk.io import open_text
 
@@ -114,3 +118,83 @@ def cut_out(regions: list[Region], loci, min_nt: int = MIN_RECORD_NT) -> tuple[l
                 out.append(Region(region.source, region.record, cursor, start, region.sequence[offset : start - region.start]))
             cursor = max(cursor, end)
     return out, before - sum(map(len, out))
+
+
+@dataclass(frozen=True)
+class Cds:
+    source: str  # genome file name
+    record: str  # record id
+    start: int  # 0-based span on the forward strand of the record
+    end: int
+    strand: int  # +1 or -1
+    table: int  # NCBI genetic code (/transl_table; 11 when absent)
+    sequence: str  # sense strand, first base = first base of the start codon
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
+class Span(NamedTuple):
+    source: str
+    record: str
+    start: int
+    end: int
+
+
+def read_cds(genbank_dir: str | Path) -> tuple[list[Cds], list[Span]]:
+    """(every CDS that can be read in frame: one span, whole codons, not ``/pseudo``; the span of every part
+    of every CDS, those included: the coding DNA that intergenic DNA excludes)."""
+    import warnings
+
+    from Bio import BiopythonWarning
+    from Bio.SeqFeature import SimpleLocation
+
+    readable, coding = [], []
+    for path in sorted(Path(genbank_dir).glob(GENBANK_GLOB)):
+        with open_text(path) as handle, warnings.catch_warnings():
+            warnings.simplefilter("ignore", BiopythonWarning)
+            for rec in GenBankScanner().parse_records(handle, do_features=True):
+                for f in (f for f in rec.features if f.type == "CDS"):
+                    loc = f.location
+                    coding += [Span(path.name, rec.id, int(part.start), int(part.end)) for part in loc.parts]
+                    if not isinstance(loc, SimpleLocation) or len(loc) % 3 or "pseudo" in f.qualifiers:
+                        continue
+                    try:
+                        table = int(f.qualifiers.get("transl_table", ["11"])[0])
+                    except ValueError:
+                        raise InputError(f"{path.name}:{rec.id}: CDS at {loc}: bad /transl_table") from None
+                    sense = str(f.extract(rec.seq)).upper()
+                    readable.append(Cds(path.name, rec.id, int(loc.start), int(loc.end), loc.strand or 1, table, sense))
+    return readable, coding
+
+
+def cds_inside(cds: list[Cds], regions: list[Region]) -> list[Cds]:
+    """The CDS that lie wholly inside one of ``regions`` (training DNA after the held-out cut): a gene that
+    is held out, or overlaps a held-out span, is never read by the CDS source."""
+    spans: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for r in regions:
+        spans.setdefault((r.source, r.record), []).append((r.start, r.end))
+    for v in spans.values():
+        v.sort()
+    out = []
+    for c in cds:
+        ranges = spans.get((c.source, c.record), [])
+        i = bisect.bisect_right(ranges, (c.start, float("inf"))) - 1
+        if i >= 0 and ranges[i][0] <= c.start and c.end <= ranges[i][1]:
+            out.append(c)
+    return out
+
+
+def draw_cds_windows(cds: list[Cds], n: int, rng: np.random.Generator) -> list[str]:
+    """``n`` read-length windows of CDS, sense strand, each starting on a codon boundary of its gene;
+    genes chosen in proportion to their length (uniform per codon)."""
+    lengths = np.array([len(c) for c in cds], dtype=np.float64)
+    picks = rng.choice(len(cds), size=n, p=lengths / lengths.sum())
+    reads = sample_read_lengths(n, rng)
+    out = []
+    for i, read in zip(picks.tolist(), reads.tolist(), strict=True):
+        seq = cds[i].sequence
+        read = min(read, len(seq))
+        start = 3 * int(rng.integers(0, (len(seq) - read) // 3 + 1))
+        out.append(seq[start : start + read])
+    return out

@@ -9,6 +9,7 @@ every letter other than ACGT in a sequence becomes ``N``, and special tokens are
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from transformers import PreTrainedTokenizerFast, RobertaConfig
 VOCAB = ["S", "P", "/S", "N", "M", "G", "A", "C", "T"]
 MAX_TOKENS = 512  # special tokens included; RoBERTa offsets positions by pad_id + 1, hence 514
 MAX_POSITIONS = MAX_TOKENS + 2
+MASK_ID = VOCAB.index("M")
+BASE_IDS = torch.tensor([VOCAB.index(b) for b in "GACT"])
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "lolbert"
 
 
@@ -104,8 +107,6 @@ def mask_tokens(
     probability: float,
     generator: torch.Generator,
     mask_all: bool = False,
-    mask_id: int = VOCAB.index("M"),
-    base_ids: tuple[int, ...] = tuple(VOCAB.index(b) for b in "GACT"),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT masking (80 % mask, 10 % random base, 10 % kept) with an explicit generator.
 
@@ -115,11 +116,54 @@ def mask_tokens(
     Returns ``(masked_ids, labels)`` with -100 off-target.
     """
     chosen = (torch.rand(input_ids.shape, generator=generator) < probability) & ~special_mask
+    return apply_mask(input_ids, chosen, generator, mask_all)
+
+
+def apply_mask(
+    input_ids: torch.Tensor, chosen: torch.Tensor, generator: torch.Generator, mask_all: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's 80/10/10 replacement of the ``chosen`` positions (each position rolls on its own)."""
     labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
     roll = torch.rand(input_ids.shape, generator=generator)
     if mask_all:
         roll = torch.zeros_like(roll)
-    bases = torch.tensor(base_ids)[torch.randint(len(base_ids), input_ids.shape, generator=generator)]
-    masked = torch.where(chosen & (roll < 0.8), torch.full_like(input_ids, mask_id), input_ids)
+    bases = BASE_IDS[torch.randint(len(BASE_IDS), input_ids.shape, generator=generator)]
+    masked = torch.where(chosen & (roll < 0.8), torch.full_like(input_ids, MASK_ID), input_ids)
     masked = torch.where(chosen & (roll >= 0.8) & (roll < 0.9), bases, masked)
     return masked, labels
+
+
+def choose_spans(
+    special_mask: torch.Tensor, probability: float, generator: torch.Generator, mean: float, max_len: int
+) -> torch.Tensor:
+    """SpanBERT-style targets: contiguous spans with geometric lengths (``mean``, clipped to ``max_len``)
+    at uniform starts, drawn until each row has ``probability`` of its maskable positions chosen (rounded
+    at random, so the expected rate is exact). Spans skip special positions and may run over a separator."""
+    if mean < 1 or not 0 <= probability < 1:
+        raise ValueError(f"span masking needs span_mean >= 1 and 0 <= probability < 1, got {mean}, {probability}")
+    chosen = torch.zeros_like(special_mask)
+    log_keep = math.log1p(-1.0 / mean) if mean > 1 else -math.inf  # geometric: P(L > k) = (1 - 1/mean)^k
+    for row in range(special_mask.shape[0]):
+        allowed = (~special_mask[row]).nonzero().squeeze(1)
+        budget = int(probability * len(allowed) + torch.rand((), generator=generator).item())
+        covered = 0
+        while covered < budget:
+            u = torch.rand((), generator=generator).item()
+            length = min(1 + int(math.log1p(-u) / log_keep), max_len, budget - covered)
+            start = int(allowed[torch.randint(len(allowed), (), generator=generator)])
+            span = chosen[row, start : start + length]
+            span |= ~special_mask[row, start : start + length]
+            covered = int(chosen[row].sum())
+    return chosen
+
+
+def choose_codons(
+    special_mask: torch.Tensor, positions: torch.Tensor, probability: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Whole-codon targets: each triplet of ``positions`` (base index within its fragment; -1 on special
+    tokens) 0-2, 3-5, ... is chosen with ``probability``, all its maskable bases together. Position 0 is
+    a codon start for in-frame CDS windows; other fragments are framed from their first base."""
+    steps = torch.arange(special_mask.shape[1]).expand_as(positions)
+    first = torch.where(positions >= 0, steps - positions % 3, steps)  # token index of the codon's first base
+    roll = torch.rand(special_mask.shape, generator=generator)
+    return (roll.gather(1, first) < probability) & (positions >= 0) & ~special_mask
