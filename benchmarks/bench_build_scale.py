@@ -15,6 +15,7 @@ rule's pairs, identity.parquet) are not part of it (docs/benchmarks.md).
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -44,6 +45,7 @@ CHUNK = 250_000
 class ScaleConfig:
     sizes: list[int] = field(default_factory=lambda: [1_000_000])
     inmemory: bool = True  # also run the old in-memory path (at the smallest size)
+    baseline: str = ""  # a checkout of earlier code: its stage/split/write beside ours (at the smallest size)
     work: str = "/tmp/bench-build-scale"
     part_rows: int = 250_000
     seed: int = 0
@@ -87,14 +89,14 @@ def _rules(cfg: BuildConfig) -> SplitRules:
 
 
 def _store(work: Path) -> RecordStore:
-    slim = pl.read_parquet(work / "slim.parquet")
-    return RecordStore(work / "store", slim, slim.select("EC", "Part").unique().sort("EC"))
+    return RecordStore(work / "store", pl.read_parquet(work / "slim.parquet"), pl.read_parquet(work / "ec_parts.parquet"))
 
 
 def run_stage(stage: str, n: int, work: Path, part_rows: int, seed: int) -> dict:
     """One stage in this process; returns records, seconds and peak RSS."""
     cfg = _config(work)
     db = load_enzyme(*enzyme_inputs(cfg))
+    base_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # interpreter, libraries, ENZYME
     t = time.perf_counter()
     if stage == "gen":
         (work / "source").mkdir(parents=True)
@@ -103,6 +105,7 @@ def run_stage(stage: str, n: int, work: Path, part_rows: int, seed: int) -> dict
     elif stage == "stage":
         store = stage_records(pl.scan_parquet(work / "source" / "*.parquet"), work / "store", part_rows)
         store.slim.write_parquet(work / "slim.parquet")
+        store.ec_parts.write_parquet(work / "ec_parts.parquet")
     elif stage == "split":
         slim = _store(work).slim
         splits, _, _ = assign(slim, cfg, _rules(cfg))
@@ -121,31 +124,52 @@ def run_stage(stage: str, n: int, work: Path, part_rows: int, seed: int) -> dict
             df.select(COLUMNS).sort("EC", "RecordId", "IsDuplicate").write_parquet(work / "old" / f"{i:02d}.parquet")
     seconds = time.perf_counter() - t
     records = pl.scan_parquet(work / "source" / "*.parquet").select(pl.len()).collect().item()
-    return {"stage": stage, "records": records, "s": seconds,
+    return {"stage": stage, "records": records, "s": seconds, "base_gb": base_gb,
             "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}  # fmt: skip
 
 
 def _project(row: dict) -> dict:
-    """Time scales with the records; so does memory where the whole table is held (not stage/write)."""
+    """Time scales with the records; so does memory above the process's base where the whole table is
+    held (split, inmemory; stage and write hold a batch or a partition)."""
     scale = FULL_SCALE / row["records"]
-    memory = row["peak_gb"] * (scale if row["stage"] in ("split", "inmemory") else 1.0)
+    held = row["peak_gb"] - row["base_gb"]
+    memory = row["peak_gb"] + held * (scale - 1) if row["stage"] in ("split", "inmemory") else row["peak_gb"]
     return row | {"rec_per_s": row["records"] / row["s"], "s_at_33M": row["s"] * scale, "gb_at_33M": memory}
+
+
+def _run(script: Path, stage: str, n: int, work: Path, cfg: ScaleConfig) -> dict:
+    """One stage of ``script`` (ours or the baseline's) in a fresh process, from that checkout."""
+    cmd = [sys.executable, str(script), f"stage={stage}", f"n={n}", f"work={work}", f"part_rows={cfg.part_rows}",
+           f"seed={cfg.seed}"]  # fmt: skip
+    env = os.environ | {"PYTHONPATH": str(script.parents[1])}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=script.parents[1], env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _show(row: dict) -> None:
+    print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
 
 
 def main(cfg: ScaleConfig) -> None:
     if cfg.stage:
         print(json.dumps(run_stage(cfg.stage, cfg.n, Path(cfg.work), cfg.part_rows, cfg.seed)))
         return
+    ours = Path(__file__).resolve()
     for n in cfg.sizes:
         work = Path(cfg.work) / str(n)
         shutil.rmtree(work, ignore_errors=True)
-        stages = ["gen", "stage", "split", "write"] + (["inmemory"] if cfg.inmemory and n == min(cfg.sizes) else [])
+        smallest = n == min(cfg.sizes)
+        baseline = Path(cfg.baseline) / "benchmarks" / ours.name if cfg.baseline and smallest else None
+        if baseline:
+            (work / "baseline").mkdir(parents=True)
+            (work / "baseline" / "source").symlink_to(work / "source")
+        stages = ["gen", "stage", "split", "write"] + (["inmemory"] if cfg.inmemory and smallest else [])
         for stage in stages:
-            cmd = [sys.executable, __file__, f"stage={stage}", f"n={n}", f"work={work}", f"part_rows={cfg.part_rows}",
-                   f"seed={cfg.seed}"]  # fmt: skip
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-            row = _project(json.loads(out))
-            print(json.dumps({"n": n, **{k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}}), flush=True)
+            row = _project({"n": n, "code": "ours"} | _run(ours, stage, n, work, cfg))
+            _show(row)
+            if baseline and stage in ("stage", "split", "write"):  # its script does not report a base: ours
+                old = _project({"n": n, "code": "baseline", "base_gb": row["base_gb"]} | _run(baseline, stage, n, work / "baseline", cfg))
+                _show(old | {"baseline_over_ours": old["s"] / row["s"]})
         shutil.rmtree(work, ignore_errors=True)
 
 

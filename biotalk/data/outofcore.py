@@ -1,23 +1,26 @@
-"""The builder's bounded-memory path: split on a slim table, write splits by streaming joins.
+"""The builder's bounded-memory path: split on a slim table of codes, write splits by streaming joins.
 
-The split and balance rules read only a few short columns (``RecordId, EC, DBtype``, the UniRef ids, a
-DNA key, a protein key for the strict rule's search pairs), so ``stage_records`` keeps those in memory
-(``RecordStore.slim``) and the long strings (DNA, protein, annotation) on disk in Parquet, partitioned
-by contiguous ranges of ECs in sort order. ``write_splits`` then joins each split's rows with one
-partition at a time, renders the descriptions of that partition (a record's template is a hash of
-(seed, RecordId), so batches give the same text) and appends the sorted rows to the split's file. As the
-written order is (EC, RecordId, IsDuplicate), the partitions in order give the whole file in order.
+The split and balance rules read only a few columns (``RecordId, EC, DBtype``, the UniRef ids, a DNA key, a
+protein key for the strict rule's search pairs), so ``stage_records`` keeps those in memory as compact codes
+(``RecordStore.slim``) and every string on disk in Parquet, partitioned by contiguous ranges of ECs in sort
+order. ``write_splits`` then joins each split's rows with one partition at a time, renders the descriptions
+of that partition (a record's template is a hash of (seed, RecordId), so batches give the same text) and
+appends the sorted rows to the split's file. As the written order is (EC, RecordId, IsDuplicate), the
+partitions in order give the whole file in order.
 
-In the slim table ``Sequence`` and ``Protein`` hold 64-bit hashes (as text) of the real strings:
-``biotalk.data.split`` reads them only for equality (``with_dna_key``; the search pairs of
-``keyed_near``), so the split decisions are those of the full table.
+The codes keep the split decisions those of the strings: ``RecordId``, ``EC`` and the UniRef ids become
+order-preserving ``UInt32`` codes (the dense rank of the distinct strings: equal strings, equal codes, and
+codes sort like the strings, which decides which unit gets which draw), ``DnaKey`` and ``Protein`` 64-bit
+hashes (read only for equality: ``biotalk.data.split.with_dna_key``, the search pairs of ``keyed_near``) and
+``DBtype`` a categorical. Strings come back only where rows are written (``write_splits``,
+``identity_tables``) or reported (``RecordStore.decoded``).
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -27,96 +30,153 @@ from biotalk.data.describe import describe_records
 from biotalk.data.enzyme import EnzymeDB
 from biotalk.data.near import near_proteins
 from biotalk.data.schema import BENCHMARKS, COLUMNS, SHARED_SPLITS, split_key
-from biotalk.data.split import CLUSTER_LEVELS, CURATED
+from biotalk.data.split import CLUSTER_LEVELS, CURATED, SplitResult
 
 PART_ROWS = 250_000  # records per partition of the store (the writer holds one partition, described)
-BATCH_ROWS = 500_000  # source rows per staging batch
-SLIM_SPLIT_COLUMNS = ["RecordId", "EC", "DBtype", *CLUSTER_LEVELS, "SplitLevel", "IsDuplicate"]
-HEAVY_COLUMNS = ["RecordId", "AC", "OC", "EmblCdsId", "Sequence", "Protein", "Organism"]
+FILE_ROWS = 250_000  # records per staging batch (the stage holds one, partitioned)
+STORE_GROUP_ROWS = 16_384  # row group of the staged source: a batch reads only its own row groups
+CODED = ["RecordId", "EC", *CLUSTER_LEVELS]  # order-preserving UInt32 codes in the slim table
+SLIM_SPLIT_COLUMNS = ["RecordId", "EC", "SplitLevel", "IsDuplicate"]  # what the writer reads of a split
+HEAVY_COLUMNS = ["RecordId", "AC", "OC", "EmblCdsId", "Sequence", "Protein", "Organism", "EC", "DBtype",
+                 *CLUSTER_LEVELS]  # fmt: skip
 TEXT_COLUMNS = ["Product", "Function", "Note"]
+REC = "Rec"  # the RecordId code in the store's partitions
+PARQUET = {"compression": "zstd", "compression_level": 1, "statistics": False}  # work files: written once, read once
 
 
-def _key(expr: pl.Expr) -> pl.Expr:
-    return expr.hash(seed=0).cast(pl.Utf8)
+def protein_key(expr: pl.Expr) -> pl.Expr:
+    """A 64-bit key of a protein; null for an empty one (no protein: equal to none, as in the string split)."""
+    return pl.when(expr != "").then(expr.hash(seed=0))
 
 
 @dataclass
 class RecordStore:
-    """``slim``: the split columns of every record plus ``Part``; ``folder``: the heavy columns per part."""
+    """``folder``: every column of every record, in Parquet files per partition; ``slim``: the split columns,
+    coded, row i for the i-th row of the files in order (``files``), so a partition is a range of rows;
+    ``ec_parts``: per EC its code, ``Label`` (the EC), ``Records`` and ``Part``."""
 
     folder: Path
     slim: pl.DataFrame
-    ec_parts: pl.DataFrame  # EC -> Part
+    ec_parts: pl.DataFrame
 
     def parts(self) -> list[int]:
         return sorted(self.ec_parts["Part"].unique().to_list())
 
-    def scan(self, part: int | None = None) -> pl.LazyFrame:
-        """The heavy columns of one partition (None: all)."""
-        where = "*" if part is None else f"part={part}"
-        return pl.scan_parquet(self.folder / where / "*.parquet")
+    def files(self, part: int | None = None) -> list[Path]:
+        """The files of one partition (None: all), in the order of ``slim``."""
+        return [f for p in ([part] if part is not None else self.parts()) for f in sorted((self.folder / f"part={p}").glob("*.parquet"))]
+
+    def read(self, part: int) -> pl.DataFrame:
+        """One partition with ``Rec``, the RecordId code of each row."""
+        sizes = self.ec_parts.group_by("Part").agg(pl.col("Records").sum()).sort("Part")
+        offset = sizes.filter(pl.col("Part") < part)["Records"].sum()
+        rows = pl.read_parquet(self.files(part))
+        return rows.with_columns(self.slim["RecordId"].slice(offset, rows.height).alias(REC))
+
+    def rows(self, codes: pl.Series, *columns: str | pl.Expr) -> pl.DataFrame:
+        """``Rec`` and ``columns`` of the records with these RecordId codes, in store order."""
+        index = self.slim.select(pl.col("RecordId").alias(REC)).with_row_index("_row")
+        wanted = index.filter(pl.col(REC).is_in(codes.implode()))
+        scan = pl.scan_parquet(self.files()).with_row_index("_row").select("_row", *columns)
+        rows = scan.join(wanted.lazy(), on="_row", maintain_order="left").collect(engine="streaming")
+        return rows.select(REC, pl.all().exclude(REC, "_row"))
+
+    def labels(self, df: pl.DataFrame) -> pl.DataFrame:
+        """``df`` with its coded ``RecordId`` and ``EC`` as strings again (row order kept)."""
+        ids = self.rows(df["RecordId"].unique(), "RecordId").rename({REC: "_code", "RecordId": "_id"})
+        ecs = self.ec_parts.select(pl.col("EC").alias("_ec_code"), pl.col("Label").alias("_ec"))
+        df = df.join(ids, left_on="RecordId", right_on="_code", how="left", maintain_order="left")
+        df = df.join(ecs, left_on="EC", right_on="_ec_code", how="left", maintain_order="left")
+        return df.with_columns(pl.col("_id").alias("RecordId"), pl.col("_ec").alias("EC")).drop("_id", "_ec")
+
+    def decoded(self, result: SplitResult) -> SplitResult:
+        """A split of ``slim`` with its removed rows and untested ECs as strings (``curated``/``full`` coded)."""
+        labels = dict(self.ec_parts.select("EC", "Label").iter_rows())
+        return replace(result, removed=self.labels(result.removed), untested=[labels[ec] for ec in result.untested])
 
 
-def ec_partitions(slim: pl.DataFrame, part_rows: int) -> pl.DataFrame:
-    """Each EC's partition: contiguous ECs in sort order, about ``part_rows`` records a partition."""
-    counts = slim.group_by("EC").len().sort("EC")
+def ec_partitions(counts: pl.DataFrame, part_rows: int) -> pl.DataFrame:
+    """Per EC (``counts``: ``EC``, ``len``) its code (the rank of the EC), ``Label``, ``Records`` and
+    ``Part``: contiguous ECs in sort order, about ``part_rows`` records a partition."""
+    counts = counts.sort("EC")
     before = pl.col("len").cum_sum() - pl.col("len")
-    return counts.select("EC", (before // part_rows).cast(pl.Int32).alias("Part"))
+    return counts.with_row_index("Code", offset=1).select(
+        pl.col("Code").cast(pl.UInt32).alias("EC"), pl.col("EC").alias("Label"), pl.col("len").alias("Records"),
+        (before // part_rows).cast(pl.Int32).alias("Part"),
+    )  # fmt: skip
+
+
+def _code(scan: pl.LazyFrame, column: str) -> pl.Series:
+    """Order-preserving codes of a string column, one column in memory at a time."""
+    return scan.select(pl.col(column).rank("dense").cast(pl.UInt32)).collect().to_series()
 
 
 def stage_records(records: pl.LazyFrame, folder: Path, part_rows: int = PART_ROWS,
-                  batch_rows: int = BATCH_ROWS) -> RecordStore:  # fmt: skip
-    """Two streaming passes over ``records``: the slim table into memory, the heavy columns to disk."""
-    slim = records.select(
-        "RecordId", "EC", "DBtype", *CLUSTER_LEVELS,
-        _key(pl.col("Sequence").str.to_uppercase()).alias("Sequence"), _key(pl.col("Protein")).alias("Protein"),
-    ).collect(engine="streaming")  # fmt: skip
-    ec_parts = ec_partitions(slim, part_rows)
+                  file_rows: int = FILE_ROWS) -> RecordStore:  # fmt: skip
+    """The ECs' sizes, then every column into one Parquet file (a streaming sink), read back in batches of
+    ``file_rows`` records into the partitions (polars' partitioned sink and ``collect_batches`` both held
+    ~ the whole input at 10^7 records), then the coded slim table from the partitions' files (whose row
+    order, unlike a lazy query's, is fixed)."""
+    ec_parts = ec_partitions(records.group_by("EC").len().collect(engine="streaming"), part_rows)
     text = [c for c in TEXT_COLUMNS if c in records.collect_schema()]
-    heavy = records.select(*HEAVY_COLUMNS, "EC", *text)
-    for i, batch in enumerate(tqdm(heavy.collect_batches(chunk_size=batch_rows), desc="stage", unit=" batches", leave=False)):
-        for (part,), rows in batch.join(ec_parts, on="EC").partition_by("Part", as_dict=True).items():
-            (folder / f"part={part}").mkdir(parents=True, exist_ok=True)
-            rows.drop("Part").write_parquet(folder / f"part={part}" / f"batch-{i:06d}.parquet")
-    return RecordStore(folder, slim.join(ec_parts, on="EC", maintain_order="left"), ec_parts)
+    keys = [pl.col("Sequence").str.to_uppercase().hash(seed=0).alias("DnaKey"), protein_key(pl.col("Protein")).alias("ProteinKey")]
+    by_label = ec_parts.select(pl.col("Label").alias("EC"), pl.col("Part").alias("part"))
+    whole = folder / "records.parquet"
+    folder.mkdir(parents=True, exist_ok=True)
+    records.select(*HEAVY_COLUMNS, *text, *keys).sink_parquet(whole, row_group_size=STORE_GROUP_ROWS, **PARQUET)
+    n = pl.scan_parquet(whole).select(pl.len()).collect().item()
+    for i, start in enumerate(tqdm(range(0, n, file_rows), desc="stage", unit=" batches", leave=False)):
+        batch = pl.scan_parquet(whole).slice(start, file_rows).collect().join(by_label, on="EC", maintain_order="left")
+        for (part,), rows in batch.partition_by("part", as_dict=True).items():
+            (folder / f"part={part}").mkdir(exist_ok=True)
+            rows.drop("part").write_parquet(folder / f"part={part}" / f"{i:08d}.parquet", **PARQUET)
+    whole.unlink()
+    store = RecordStore(folder, pl.DataFrame(), ec_parts)
+    scan = pl.scan_parquet(store.files())
+    keys = scan.select(pl.col("DBtype").cast(pl.Categorical), "DnaKey", pl.col("ProteinKey").alias("Protein")).collect()
+    if keys.height != ec_parts["Records"].sum():
+        raise RuntimeError(f"the record store in {folder} holds {keys.height} records, its ECs count {ec_parts['Records'].sum()}")
+    store.slim = keys.with_columns(_code(scan, c).alias(c) for c in CODED).select(*CODED[:2], "DBtype", *CODED[2:], "DnaKey", "Protein")
+    return store
 
 
 def keyed_near(store: RecordStore, identity: float, coverage: float, threads: int,
                cache_dir: str | Path | None) -> pl.DataFrame:  # fmt: skip
     """The strict rule's search pairs (``biotalk.data.near``: every curated protein against every protein),
     as protein keys. Holds all distinct proteins in memory: the step that does not scale (docs/benchmarks.md)."""
-    proteins = store.scan().select("RecordId", "Protein").collect(engine="streaming")
-    curated = store.slim.filter(pl.col("DBtype") == CURATED).select("RecordId")
-    queries = proteins.join(curated, on="RecordId", how="semi")["Protein"].to_list()
-    near = near_proteins(queries, proteins["Protein"].to_list(), identity, coverage, threads, cache_dir)
-    return near.select(_key(pl.col("Protein")), _key(pl.col("Near")).alias("Near"))
+    proteins = pl.scan_parquet(store.files()).select("Protein").collect(engine="streaming")["Protein"]
+    queries = proteins.filter(store.slim["DBtype"] == CURATED).to_list()
+    near = near_proteins(queries, proteins.to_list(), identity, coverage, threads, cache_dir)
+    return near.select(protein_key(pl.col("Protein")).alias("Protein"), protein_key(pl.col("Near")).alias("Near"))
 
 
 def _by_part(splits: Mapping[str, pl.DataFrame], ec_parts: pl.DataFrame) -> dict[str, dict[int, pl.DataFrame]]:
     out = {}
     for name, df in splits.items():
-        rows = df.select(SLIM_SPLIT_COLUMNS).join(ec_parts, on="EC", maintain_order="left")
+        rows = df.select(SLIM_SPLIT_COLUMNS).join(ec_parts.select("EC", "Part"), on="EC", maintain_order="left")
         out[name] = {part: rows.drop("Part") for (part,), rows in rows.partition_by("Part", as_dict=True).items()}
     return out
 
 
 def _described(store: RecordStore, part: int, wanted: list[pl.DataFrame], db: EnzymeDB, seed: int) -> pl.DataFrame:
     """The heavy rows of one partition that some split holds, with their descriptions."""
-    ids = pl.concat([w.select("RecordId") for w in wanted]).unique()
-    heavy = store.scan(part).join(ids.lazy(), on="RecordId", how="semi").collect()
-    return describe_records(heavy, db, seed).drop("EC", *[c for c in TEXT_COLUMNS if c in heavy.columns])
+    codes = pl.concat([w.select(pl.col("RecordId").alias(REC)) for w in wanted]).unique()
+    heavy = store.read(part).join(codes, on=REC, how="semi")
+    return describe_records(heavy, db, seed).drop(*[c for c in TEXT_COLUMNS if c in heavy.columns])
 
 
 def _rows(slim: pl.DataFrame, heavy: pl.DataFrame) -> pl.DataFrame:
-    return slim.join(heavy, on="RecordId", how="left", maintain_order="left").select(COLUMNS).sort(
-        "EC", "RecordId", "IsDuplicate"
-    )
+    """A split's rows of one partition in written order (the codes sort like the strings), with their strings."""
+    order = slim.sort("EC", "RecordId", "IsDuplicate").select(pl.col("RecordId").alias(REC), "SplitLevel", "IsDuplicate")
+    return order.join(heavy, on=REC, how="left", maintain_order="left").select(COLUMNS)
 
 
 def write_splits(out: Path, store: RecordStore, splits: Mapping[str, pl.DataFrame], db: EnzymeDB, seed: int,
                  work: Path, fragments: Callable[[pl.DataFrame], pl.DataFrame] | None = None) -> None:  # fmt: skip
     """Write ``out/<split>.parquet`` for every slim split table, one store partition at a time;
-    ``fragments(table) -> DataFrame`` also writes ``out/Fragments/<split>.parquet``."""
+    ``fragments(table) -> DataFrame`` also writes ``out/Fragments/<split>.parquet``. Each partition's rows
+    wait in a Parquet file written fast (``PARQUET``: its dictionaries keep repeated texts and padding copies
+    small); the whole file is then encoded once in the output's settings."""
     by_part = _by_part(splits, store.ec_parts)
     kinds = {"": None} | ({"Fragments/": fragments} if fragments else {})
     for part in tqdm(store.parts(), desc="write", unit=" parts", leave=False):
@@ -130,7 +190,7 @@ def write_splits(out: Path, store: RecordStore, splits: Mapping[str, pl.DataFram
                 for kind, make in kinds.items():
                     folder = work / f"{kind}{name}"
                     folder.mkdir(parents=True, exist_ok=True)
-                    (make(table) if make else table).write_parquet(folder / f"{part:06d}.parquet")
+                    (make(table) if make else table).write_parquet(folder / f"{part:06d}.parquet", **PARQUET)
     for kind in kinds:
         for name in splits:
             target = out / f"{kind}{name}.parquet"
@@ -141,14 +201,13 @@ def write_splits(out: Path, store: RecordStore, splits: Mapping[str, pl.DataFram
 
 def identity_tables(store: RecordStore, splits: Mapping[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     """What ``biotalk.data.identity.write_identity`` reads of the splits (held-out splits and every Train):
-    ``RecordId, IsDuplicate, Protein`` and the DNA only where the protein is empty (it translates that),
+    ``EC, RecordId, IsDuplicate, Protein`` and the DNA only where the protein is empty (it translates that),
     in written order."""
     keys = [split_key(BENCHMARKS[0], s) for s in SHARED_SPLITS] + [split_key(b, "train") for b in BENCHMARKS]
     keys = [k for k in keys if k in splits]
-    ids = pl.concat([splits[k].select("RecordId") for k in keys]).unique()
+    codes = pl.concat([splits[k]["RecordId"] for k in keys]).unique()
     dna = pl.when(pl.col("Protein") == "").then(pl.col("Sequence")).otherwise(pl.lit(""))
-    heavy = store.scan().join(ids.lazy(), on="RecordId", how="semi").select("RecordId", "Protein", dna.alias("Sequence"))
-    heavy = heavy.collect(engine="streaming")
-    rows = {k: splits[k].select("EC", "RecordId", "IsDuplicate").sort("EC", "RecordId", "IsDuplicate") for k in keys}
-    return {k: df.join(heavy, on="RecordId", how="left", maintain_order="left") for k, df in rows.items()}
-
+    heavy = store.rows(codes, "EC", "RecordId", "Protein", dna.alias("Sequence"))
+    rows = {k: splits[k].sort("EC", "RecordId", "IsDuplicate").select(pl.col("RecordId").alias(REC), "IsDuplicate") for k in keys}
+    columns = ["EC", "RecordId", "IsDuplicate", "Protein", "Sequence"]
+    return {k: df.join(heavy, on=REC, how="left", maintain_order="left").select(columns) for k, df in rows.items()}

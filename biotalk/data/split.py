@@ -21,6 +21,9 @@ reference code took them in sorted-ID order). With n units: n >= 10: ceil(10 %) 
   members of a held-out cluster leave Benchmark I;
 - every Test-I EC has Benchmark-III training records; no Test-II EC is in any train or valid set.
 Rows that break a guarantee are removed (never silently: ``SplitResult.removed`` lists them).
+
+Only the order and equality of ``RecordId``, ``EC`` and the UniRef ids matter, so they may be strings or
+order-preserving codes (the record store's slim table, ``biotalk.data.outofcore``): the same decisions.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ CURATED = "SwissProt"
 VALID2_STREAM = 6  # biotalk.rng key (after the seed) of the valid2 draw; the splits draw from stream(seed)
 # When one DNA sequence got several labels, the strongest keeps it: tests are never leaked into.
 _PRIORITY = {"train": 0, "valid": 1, "test1": 2, "test2": 3}
-_REMOVED_SCHEMA = {"RecordId": pl.Utf8, "EC": pl.Utf8, "Scope": pl.Utf8, "Reason": pl.Utf8}
+_REMOVED_SCHEMA = {"Scope": pl.Utf8, "Reason": pl.Utf8}  # RecordId and EC keep their type (strings or codes)
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,10 @@ class SplitResult:
 
 
 def with_dna_key(df: pl.DataFrame) -> pl.DataFrame:
-    """A 64-bit key of the DNA sequence, for grouping identical genes (never for ordering)."""
+    """A 64-bit key of the DNA sequence, for grouping identical genes (never for ordering); a table that
+    already has one (the record store's coded slim table, ``biotalk.data.outofcore``) keeps it."""
+    if "DnaKey" in df.columns:
+        return df
     return df.with_columns(pl.col("Sequence").str.to_uppercase().hash(seed=0).alias("DnaKey"))
 
 
