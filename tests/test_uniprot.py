@@ -1,6 +1,7 @@
 """The UniProt/ENA front end on real-format fixtures (tests/fixtures/uniprot, see its README): readers,
 idmapping by column number, both entry formats giving the same records, and a whole build checked record
-by record (kept or rejected with which reason, EC, DBtype, clusters from idmapping, DNA from ENA)."""
+by record (kept or rejected with which reason, EC, DBtype, clusters from idmapping, DNA from ENA); the
+bucketed joins and the lazy EC resolution on hand-made inputs with every first-copy rule."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 from fixtures.data import ROOT
 
 from biotalk.config import load_config
-from biotalk.data.build import BuildConfig, build_benchmarks
+from biotalk.data.build import BuildConfig, build_benchmarks, enzyme_inputs, resolve_ecs
+from biotalk.data.enzyme import load_enzyme
 from biotalk.data.errors import InputError
 from biotalk.data.sources import UniProtInputs, _idmapping_batches, read_uniprot
 from biotalk.data.uniprot import domain, fasta_id, read_cds_fasta, read_flat, read_tsv
@@ -88,13 +90,23 @@ def test_ena_fasta_ids() -> None:
     assert all(seq == seq.upper() and set(seq) <= set("ACGTN") for seq in _dna().values())
 
 
-def test_flat_files_and_tsv_export_give_the_same_records() -> None:
-    flat, flat_rejects = read_uniprot(FIXTURES, UniProtInputs(entries=FLAT, batch_rows=3, **INPUTS))
-    tsv, tsv_rejects = read_uniprot(FIXTURES, UniProtInputs(entries=["uniprot.tsv.gz"], **INPUTS))
+def _read(raw: Path, work: Path, **inputs) -> tuple[pl.DataFrame, list]:
+    """``read_uniprot``'s records collected (they are a lazy frame over Parquet in ``work``) and rejects."""
+    records, rejects = read_uniprot(raw, UniProtInputs(**inputs), work)
+    assert isinstance(records, pl.LazyFrame)
+    assert sorted(p.name for p in work.iterdir()) == ["records"]  # staged inputs removed, records on disk
+    return records.collect(), rejects
+
+
+def test_flat_files_and_tsv_export_give_the_same_records(tmp_path: Path) -> None:
+    flat, flat_rejects = _read(FIXTURES, tmp_path / "flat", entries=FLAT, batch_rows=3, **INPUTS)
+    tsv, tsv_rejects = _read(FIXTURES, tmp_path / "tsv", entries=["uniprot.tsv.gz"], **INPUTS)
     assert flat.drop("SourceFile", "Function", "Product").equals(tsv.drop("SourceFile", "Function", "Product"))
     assert {(r.record, r.reason) for r in flat_rejects} == {(r.record, r.reason) for r in tsv_rejects} == REJECTED
     before_enzyme = set(KEPT) - {"NP_415584.1|2.3.1.267"} | {"NP_415584.1|2.3.1.128", DELETED[0]}  # as written
     assert set(flat["RecordId"]) == before_enzyme
+    one, one_rejects = _read(FIXTURES, tmp_path / "one", entries=FLAT, batch_rows=3, buckets=1, **INPUTS)
+    assert one.sort("RecordId").equals(flat.sort("RecordId")) and one_rejects == flat_rejects  # same rejects, same order
 
 
 def test_tsv_export_of_five_columns_translates_the_cds(tmp_path: Path) -> None:
@@ -103,8 +115,8 @@ def test_tsv_export_of_five_columns_translates_the_cds(tmp_path: Path) -> None:
     tsv.select("Entry", "Reviewed", "EC number", "Taxonomic lineage", "EMBL").write_csv(tmp_path / "five.tsv", separator="\t")
     for name in ("idmapping_selected.tab.gz", "ena_cds.fasta.gz"):
         (tmp_path / name).symlink_to(FIXTURES / name)
-    five, _ = read_uniprot(tmp_path, UniProtInputs(entries=["five.tsv"], **INPUTS))
-    flat, _ = read_uniprot(FIXTURES, UniProtInputs(entries=FLAT, **INPUTS))
+    five, _ = _read(tmp_path, tmp_path / "five", entries=["five.tsv"], **INPUTS)
+    flat, _ = _read(FIXTURES, tmp_path / "flat", entries=FLAT, **INPUTS)
     same = five.join(flat, on="RecordId", suffix="_flat")
     assert same.height == flat.height
     code4 = pl.col("Organism_flat").str.starts_with("Mycoplasma")  # genetic code 4: TGA is Trp, not a stop
@@ -123,7 +135,7 @@ def uniprot_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (raw / "expasy_enzyme").symlink_to(ROOT / "data" / "raw" / "expasy_enzyme")
     overrides = [f"raw_dir={raw}", f"out={root / 'out'}", f"uniprot.entries=[{','.join(FLAT)}]", "threads=1",
                  "enzyme_dat=expasy_enzyme/enzyme_2018-09-12.dat.gz", "enzclass=[expasy_enzyme/enzclass_2018-09-12.txt.gz]",
-                 "target_ii=2", "target_iv=1", "cache_dir=null", "uniprot.batch_rows=4",
+                 "target_ii=2", "target_iv=1", "cache_dir=null", "uniprot.batch_rows=4", "uniprot.buckets=3",
                  "uniprot.cds_fasta=[ena_*.fasta.gz]"]  # a glob, as for fetch_sources' ENA batches  # fmt: skip
     return build_benchmarks(load_config(BuildConfig, ROOT / "configs" / "data" / "uniprot.yaml", overrides))
 
@@ -168,7 +180,7 @@ def test_missing_input_is_one_line_error(tmp_path: Path) -> None:
         (tmp_path / path.name).symlink_to(path)
     (tmp_path / INPUTS["idmapping"]).unlink()
     with pytest.raises(InputError) as err:
-        read_uniprot(tmp_path, UniProtInputs(entries=FLAT, **INPUTS))
+        read_uniprot(tmp_path, UniProtInputs(entries=FLAT, **INPUTS), tmp_path / "work")
     assert str(err.value) == f"UniProt input uniprot.idmapping not found: {tmp_path / INPUTS['idmapping']}"
     cfg = load_config(BuildConfig, ROOT / "configs" / "data" / "uniprot.yaml", [f"raw_dir={tmp_path}", f"out={tmp_path / 'out'}"])
     with pytest.raises(InputError, match=r"^UniProt input uniprot.entries not found: .*uniprot_sprot_bacteria.dat.gz$"):
@@ -177,5 +189,59 @@ def test_missing_input_is_one_line_error(tmp_path: Path) -> None:
     with gzip.open(tmp_path / INPUTS["idmapping"], "wt") as out:
         out.write("P0A9K9\tSLYD_ECOLI\t\n")  # 3 columns, not 22
     with pytest.raises(InputError, match=r"idmapping_selected.tab.gz: not a 22-column") as err:
-        read_uniprot(tmp_path, UniProtInputs(entries=FLAT, **INPUTS))
+        read_uniprot(tmp_path, UniProtInputs(entries=FLAT, **INPUTS), tmp_path / "work2")
     assert "\n" not in str(err.value)
+
+
+def _idmapping_row(ac: str, clusters: tuple[str, str, str], cds: str) -> str:
+    columns = [""] * 22
+    columns[0], (columns[7], columns[8], columns[9]), columns[17] = ac, clusters, cds
+    return "\t".join(columns)
+
+
+@pytest.mark.parametrize("buckets", [1, 5])
+def test_bucketed_joins_keep_every_first_copy_rule(tmp_path: Path, buckets: int) -> None:
+    """Hand-made TSV export, idmapping and ENA FASTA with each case the joins decide: a CDS id shared by two
+    entries (the later entry's record is a duplicate), two idmapping rows of one accession (the first
+    counts), an id given twice in the FASTA (the smaller sequence counts), and each reject reason."""
+    clusters = ("UniRef100_X", "UniRef90_X", "UniRef50_X")
+    entries = {"A1": ("1.1.1.1; 2.7.2.4", "C1"), "A2": ("1.1.1.1", "C1; C2"), "A3": ("1.1.1.1", "C3"),
+               "A4": ("1.1.1.1", ""), "A5": ("1.1.1.1", "C5"), "A6": ("1.1.1.1", "C6"), "A7": ("1.1.1.1", "C7")}  # fmt: skip
+    rows = ["Entry\tReviewed\tEC number\tTaxonomic lineage\tEMBL"]
+    rows += [f"{ac}\treviewed\t{ec}\tBacteria (domain), Pseudomonadota (phylum)\tX0{i};" for i, (ac, (ec, _)) in enumerate(entries.items())]
+    (tmp_path / "entries.tsv").write_text("\n".join(rows) + "\n")
+    idmap = [_idmapping_row(ac, clusters, cds) for ac, (_, cds) in entries.items() if ac not in ("A3", "A7")]
+    idmap.insert(2, _idmapping_row("A3", ("UniRef100_A3", "UniRef90_A3", ""), "C3"))  # first row of A3 counts
+    idmap.append(_idmapping_row("A3", clusters, "C3"))
+    with gzip.open(tmp_path / "idmapping_selected.tab.gz", "wt") as out:
+        out.write("\n".join(idmap) + "\n")
+    dna = [("C1", "ATGAAATAA"), ("C2", "ATGGGCTAA"), ("C3", "ATGTAA"), ("C5", "ATGXAATAA"), ("C6", "ATGCCCTAA"),
+           ("C6", "ATGAAATAA"), ("C7", "ATGTAA")]  # fmt: skip
+    (tmp_path / "cds.fasta").write_text("".join(f">ENA|{i}|{i} made up\n{seq}\n" for i, seq in dna))
+    records, rejects = _read(tmp_path, tmp_path / "work", entries=["entries.tsv"], idmapping="idmapping_selected.tab.gz",
+                             cds_fasta=["cds.fasta"], batch_rows=2, buckets=buckets)  # fmt: skip
+    assert [(r.record, r.reason) for r in rejects] == [  # in entry order, as one pass over the table lists them
+        ("A3", "no UniRef cluster in idmapping"), ("A4", "no EMBL CDS: none in idmapping"),
+        ("A7", "not in idmapping: no UniRef clusters"), ("A5 C5", "non-ACGTN bases: X"),
+        ("C1|1.1.1.1", "duplicate record id"),
+    ]  # fmt: skip
+    kept = {r["RecordId"]: (r["AC"], r["Protein"]) for r in records.iter_rows(named=True)}
+    assert kept == {"C1|1.1.1.1": ("A1", "MK"), "C1|2.7.2.4": ("A1", "MK"), "C2|1.1.1.1": ("A2", "MG"),
+                    "C6|1.1.1.1": ("A6", "MK")}  # fmt: skip
+    assert set(records["UniRef50"]) == {"UniRef50_X"}
+
+
+def test_resolve_ecs_is_lazy_and_keeps_the_first_copy() -> None:
+    """Transferred ECs relabelled (2.3.1.128 -> 2.3.1.267 in ENZYME 2018); a relabelled row that repeats a
+    (CDS, EC) is a second copy; deleted and unknown ECs are rejects, deleted ones listed first."""
+    db = load_enzyme(*enzyme_inputs(BuildConfig(raw_dir=str(ROOT / "data" / "raw"), enzclass=["expasy_enzyme/enzclass_2018-09-12.txt.gz"])))
+    rows = [("C1", "2.3.1.267"), ("C2", "7.9.9.9"), ("C1", "2.3.1.128"), ("C2", "1.3.99.1"), ("C3", "2.3.1.128")]
+    frame = pl.LazyFrame(rows, schema=["EmblCdsId", "EC"], orient="row").with_columns(
+        pl.lit("f.dat").alias("SourceFile"), (pl.col("EmblCdsId") + "|" + pl.col("EC")).alias("RecordId"))
+    records, rejects = resolve_ecs(frame, db)
+    assert isinstance(records, pl.LazyFrame)
+    assert records.collect()["RecordId"].to_list() == ["C1|2.3.1.267", "C3|2.3.1.267"]
+    assert [(r.record, r.reason.split(":")[0]) for r in rejects] == [
+        ("C2|1.3.99.1", "EC not current in ENZYME"), ("C2|7.9.9.9", "EC unknown to the ENZYME release"),
+        ("C1|2.3.1.267", "duplicate (CDS, EC) after following a transferred EC"),
+    ]  # fmt: skip

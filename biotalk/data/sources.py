@@ -1,15 +1,19 @@
 """The UniProt front end of the builder: UniProtKB entries + ``idmapping_selected.tab`` + ENA CDS FASTA ->
 the record table (one row per (CDS, full EC)) with UniProt's own UniRef100/90/50 cluster ids.
 
-Every input is streamed once into Parquet parts in a work folder (entries, the idmapping rows of those
-entries, CDS sequences); the joins run in Polars' streaming engine over those parts, so no dump is ever
-held in memory, only the record table that comes out. Every entry with an EC that does not become a row
-is a ``Reject`` with its reason; entries without any EC are not enzyme records and are not listed.
+Bounded memory (docs/scale.md): every input is streamed once into Parquet parts in a work folder, split
+into hash buckets (``biotalk.data.buckets``): entries and the idmapping rows of their accessions by
+accession, CDS sequences by CDS id. Two joins then run a bucket at a time: entries with idmapping (one row
+per entry and CDS, re-bucketed by CDS id), then those rows with their DNA; the records are written as
+Parquet and come back as a lazy frame, never collected whole. The rule that the first copy of a record id
+wins runs on hashes of the ids. Every entry with an EC that does not become a row is a ``Reject`` with its
+reason, listed in entry order; entries without any EC are not enzyme records and are not listed.
 """
 
 from __future__ import annotations
 
 import glob
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +25,7 @@ import pyarrow.csv as pacsv
 from tqdm import tqdm
 
 from biotalk.baselines import translate_cds
+from biotalk.data.buckets import ROW, Buckets, drop_rows, later_copies
 from biotalk.data.errors import InputError
 from biotalk.data.genbank import COLUMNS, DOMAINS, Reject
 from biotalk.data.uniprot import (
@@ -51,6 +56,7 @@ class UniProtInputs:
     idmapping: str = "idmapping_selected.tab.gz"
     cds_fasta: list[str] = field(default_factory=lambda: ["ena/*.fasta"])  # glob patterns: fetch_sources' batches
     batch_rows: int = 200_000  # rows per Parquet part while streaming
+    buckets: int = 64  # hash buckets of the joins: memory holds about 1/buckets of the entries and CDS
 
 
 def _expand(raw_dir: str | Path, name: str) -> list[Path]:
@@ -78,34 +84,6 @@ def uniprot_files(raw_dir: str | Path, inputs: UniProtInputs,
     return files
 
 
-class _Parts:
-    """Rows written as numbered Parquet parts of ``batch_rows`` rows each (bounded memory)."""
-
-    def __init__(self, folder: Path, schema: dict, batch_rows: int) -> None:
-        self.folder, self.schema, self.batch_rows = folder, schema, batch_rows
-        self.rows: list[dict] = []
-        self.count = 0
-        folder.mkdir(parents=True)
-        pl.DataFrame(schema=schema).write_parquet(folder / "part-empty.parquet")  # a scan never finds no file
-
-    def add(self, row: dict) -> None:
-        self.rows.append(row)
-        if len(self.rows) >= self.batch_rows:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.rows:
-            self.write(pl.DataFrame(self.rows, schema=self.schema, orient="row"))
-            self.rows = []
-
-    def write(self, frame: pl.DataFrame) -> None:
-        frame.write_parquet(self.folder / f"part-{self.count:06d}.parquet")
-        self.count += 1
-
-    def scan(self) -> pl.LazyFrame:
-        return pl.scan_parquet(self.folder / "*.parquet")
-
-
 def _entry_row(entry: Entry, order: int, source: str, rejects: list[Reject]) -> dict | None:
     """The staged row of an enzyme entry, or None after recording why it cannot be one."""
     top = domain(entry.lineage)
@@ -126,7 +104,7 @@ def _entry_row(entry: Entry, order: int, source: str, rejects: list[Reject]) -> 
             "Product": entry.product, "Function": entry.function, "SourceFile": source}  # fmt: skip
 
 
-def stage_entries(paths: list[Path], parts: _Parts) -> list[Reject]:
+def stage_entries(paths: list[Path], parts: Buckets) -> list[Reject]:
     """Stream the enzyme entries of every entries file into ``parts``; return the rejects."""
     rejects: list[Reject] = []
     order = 0
@@ -160,23 +138,24 @@ def _idmapping_batches(path: Path, batch_bytes: int) -> Iterator[pl.DataFrame]:
         raise InputError(f"{path}: not a 22-column idmapping_selected.tab ({str(err).splitlines()[0]})") from None
 
 
-def stage_idmapping(path: Path, acs: pl.DataFrame, parts: _Parts) -> None:
-    """Keep the idmapping rows of the staged accessions ``acs`` (one column ``AC``)."""
+def stage_idmapping(path: Path, keys: pl.Series, parts: Buckets) -> None:
+    """Keep the idmapping rows whose accession hash is in ``keys`` (the sorted hashes of the staged
+    accessions): a binary search a row, where a join would build a table of every accession per block. A
+    hash another accession shares only lets an extra row through; the join by accession is exact."""
+    last = max(len(keys) - 1, 0)
     for block in tqdm(_idmapping_batches(path, 1 << 24), desc=f"idmapping {path.name}", unit=" blocks", leave=False):
-        parts.write(block.join(acs, on="AC", how="semi"))
+        if len(keys):
+            hashes = block["AC"].hash(seed=0)
+            parts.add_frame(block.filter(keys.gather(keys.search_sorted(hashes).clip(0, last)) == hashes))
+    parts.flush()
 
 
-def stage_cds(paths: list[Path], parts: _Parts) -> None:
+def stage_cds(paths: list[Path], parts: Buckets) -> None:
     """Stream every ENA CDS FASTA record into ``parts``."""
     for path in paths:
         for cds_id, seq in tqdm(read_cds_fasta(path), desc=f"CDS {path.name}", unit=" seqs", leave=False):
             parts.add({"EmblCdsId": cds_id, "Sequence": seq})
     parts.flush()
-
-
-def _rejects(frame: pl.LazyFrame, record: pl.Expr, reason: pl.Expr) -> list[Reject]:
-    rows = frame.select(pl.col("SourceFile"), record.alias("record"), reason.alias("reason")).collect(engine="streaming")
-    return [Reject(*row) for row in rows.iter_rows()]
 
 
 def _cds_ids() -> pl.Expr:
@@ -185,45 +164,107 @@ def _cds_ids() -> pl.Expr:
     return pl.coalesce(pl.col("CdsIds"), ids).alias("CdsIds")
 
 
-def join_records(entries: pl.LazyFrame, idmap: pl.LazyFrame, cds: pl.LazyFrame) -> tuple[pl.DataFrame, list[Reject]]:
-    """Entries x idmapping (clusters; CDS ids of TSV entries) x CDS sequences -> (records, rejects)."""
-    idmap = idmap.unique("AC", keep="first", maintain_order=True).with_columns(
-        pl.lit(True).alias("_mapped"), *(pl.col(c).str.strip_chars() for c in CLUSTER_COLUMNS))
-    x = entries.join(idmap, on="AC", how="left", maintain_order="left").with_columns(_cds_ids())
+def _mapped(entries: Buckets, idmap: Buckets, bucket: int) -> pl.LazyFrame:
+    """A bucket's entries with the first idmapping row of their accession (``_mapped``: there is one)."""
+    first = idmap.scan(bucket).unique("AC", keep="first", maintain_order=True)
+    first = first.with_columns(pl.lit(True).alias("_mapped"), *(pl.col(c).str.strip_chars() for c in CLUSTER_COLUMNS))
+    return entries.scan(bucket).join(first, on="AC", how="left", maintain_order="left").with_columns(_cds_ids())
+
+
+def _reasons(frame: pl.DataFrame, why: pl.Expr, record: pl.Expr, order: list[str]) -> pl.DataFrame:
+    return frame.filter(why.is_not_null()).select(*order, "SourceFile", record.alias("record"), why.alias("reason"))
+
+
+def _as_rejects(frames: list[pl.DataFrame], order: list[str]) -> list[Reject]:
+    """Rejects in entry order: what one pass over the whole table in ``Order`` would have listed."""
+    if not frames:
+        return []
+    rows = pl.concat(frames).sort(order, maintain_order=True).select("SourceFile", "record", "reason")
+    return [Reject(*row) for row in rows.iter_rows()]
+
+
+def _entry_cds(entries: Buckets, idmap: Buckets, by_cds: Buckets) -> list[Reject]:
+    """Join 1, by accession: each bucket's entries with idmapping, one row per (entry, CDS) into ``by_cds``
+    (``_pos``: the CDS's place in its entry); return the entries left out."""
     unclustered = pl.any_horizontal(pl.col(c).fill_null("") == "" for c in CLUSTER_COLUMNS)
     why = (pl.when(pl.col("_mapped").is_null()).then(pl.lit("not in idmapping: no UniRef clusters"))
            .when(unclustered).then(pl.lit("no UniRef cluster in idmapping"))
            .when(pl.col("CdsIds").list.len().fill_null(0) == 0).then(pl.lit("no EMBL CDS: none in idmapping")))  # fmt: skip
-    rejects = _rejects(x.filter(why.is_not_null()), pl.col("AC"), why)
-    x = x.filter(why.is_null()).explode("CdsIds").rename({"CdsIds": "EmblCdsId"})
-    sequences = cds.group_by("EmblCdsId").agg(pl.col("Sequence").min())  # one per id, deterministic
-    x = x.join(sequences, on="EmblCdsId", how="left", maintain_order="left")
+    left_out = []
+    for bucket in tqdm(range(entries.buckets), desc="join entries", unit=" buckets", leave=False):
+        x = _mapped(entries, idmap, bucket).collect()
+        if x.height:
+            left_out.append(_reasons(x, why, pl.col("AC"), ["Order"]))
+            x = x.filter(why.is_null()).drop("EmblCds", "_mapped")
+            x = x.with_columns(pl.int_ranges(pl.col("CdsIds").list.len()).alias("_pos")).explode("CdsIds", "_pos")
+            by_cds.add_frame(x.rename({"CdsIds": "EmblCdsId"}))
+    by_cds.flush()
+    return _as_rejects(left_out, ["Order"])
+
+
+def _sequenced(by_cds: Buckets, cds: Buckets, out: Path) -> list[Reject]:
+    """Join 2, by CDS id: each bucket's (entry, CDS) rows with their DNA (the smallest sequence of an id
+    given twice), proteins translated where the entry has none, one row per EC, sorted by (Order,
+    EmblCdsId, EC), written to ``out``; return the rows left out."""
     bad_dna = pl.col("Sequence").str.replace_all("[ACGTN]", "")
     why = (pl.when(pl.col("Sequence").fill_null("") == "").then(pl.lit("no CDS sequence in ENA FASTA"))
            .when(bad_dna != "").then(pl.lit("non-ACGTN bases: ") + bad_dna.str.slice(0, 20)))  # fmt: skip
-    rejects += _rejects(x.filter(why.is_not_null()), pl.col("AC") + " " + pl.col("EmblCdsId"), why)
-    translated = pl.col("Sequence").map_elements(translate_cds, return_dtype=pl.Utf8)  # code 11: include `sequence`
-    x = x.filter(why.is_null()).with_columns(
-        pl.when(pl.col("Protein") == "").then(translated).otherwise(pl.col("Protein")).alias("Protein"))
-    x = x.explode("ECs").rename({"ECs": "EC"})
-    x = x.with_columns((pl.col("EmblCdsId") + "|" + pl.col("EC")).alias("RecordId")).sort("Order", "EmblCdsId", "EC")
-    first = pl.col("RecordId").is_first_distinct()
-    rejects += _rejects(x.filter(~first), pl.col("RecordId"), pl.lit("duplicate record id"))
-    x = x.filter(first).with_columns(pl.lit("").alias("Note"), pl.lit("").alias("LocusTag"))
-    return x.select(*COLUMNS, *CLUSTER_COLUMNS).collect(engine="streaming"), rejects
+    untranslated = pl.when(pl.col("Protein") == "").then(pl.col("Sequence"))  # code 11: include `sequence`
+    protein = pl.coalesce(untranslated.map_elements(translate_cds, return_dtype=pl.Utf8), pl.col("Protein"))
+    left_out = []
+    out.mkdir()
+    for bucket in tqdm(range(by_cds.buckets), desc="join CDS", unit=" buckets", leave=False):
+        x = by_cds.scan(bucket).collect()
+        if not x.height:
+            continue
+        sequences = cds.scan(bucket).group_by("EmblCdsId").agg(pl.col("Sequence").min())
+        x = x.join(sequences.collect(), on="EmblCdsId", how="left", maintain_order="left")
+        left_out.append(_reasons(x, why, pl.col("AC") + " " + pl.col("EmblCdsId"), ["Order", "_pos"]))
+        x = x.filter(why.is_null()).with_columns(protein.alias("Protein")).explode("ECs").rename({"ECs": "EC"})
+        x = x.with_columns((pl.col("EmblCdsId") + "|" + pl.col("EC")).alias("RecordId"),
+                           pl.lit("").alias("Note"), pl.lit("").alias("LocusTag"))  # fmt: skip
+        x = x.select(*COLUMNS, *CLUSTER_COLUMNS, "Order").sort("Order", "EmblCdsId", "EC")
+        x.write_parquet(out / f"part-{bucket:06d}.parquet")
+    return _as_rejects(left_out, ["Order", "_pos"])
 
 
-def read_uniprot(raw_dir: str | Path, inputs: UniProtInputs, workdir: str | Path | None = None) -> tuple[pl.DataFrame, list[Reject]]:
-    """The record table (genbank ``COLUMNS`` + UniRef100/90/50) and rejects of the UniProt inputs."""
+def join_records(entries: Buckets, idmap: Buckets, cds: Buckets, work: Path) -> tuple[pl.LazyFrame, list[Reject]]:
+    """Entries x idmapping (clusters; CDS ids of TSV entries) x CDS sequences -> (records over Parquet in
+    ``work/records``, rejects); of two rows with one record id, the one of the later (Order, EmblCdsId, EC)
+    is a duplicate."""
+    by_cds = Buckets(work / "by-cds", "EmblCdsId", cds.buckets, cds.batch_rows)
+    rejects = _entry_cds(entries, idmap, by_cds)
+    rejects += _sequenced(by_cds, cds, work / "records")
+    parts = sorted((work / "records").glob("*.parquet"))
+    if not parts:
+        return pl.LazyFrame(schema=dict.fromkeys((*COLUMNS, *CLUSTER_COLUMNS), pl.Utf8)), rejects
+    records = pl.scan_parquet(parts)
+    copies = later_copies(records, "RecordId", ["Order", "EmblCdsId", "EC"], ["SourceFile"])
+    rejects += [Reject(src, rid, "duplicate record id") for src, rid in copies.select("SourceFile", "RecordId").iter_rows()]
+    return drop_rows(records, copies[ROW]).select(*COLUMNS, *CLUSTER_COLUMNS), rejects
+
+
+def _stage(files: dict[str, list[Path]], inputs: UniProtInputs, work: Path) -> tuple[Buckets, Buckets, list[Reject]]:
+    """Entries and the idmapping rows of their accessions, bucketed by accession; the entries' rejects."""
+    entries = Buckets(work / "entries", "AC", inputs.buckets, inputs.batch_rows, ENTRY_SCHEMA)
+    rejects = stage_entries(files["entries"], entries)
+    keys = entries.scan().select(pl.col("AC").hash(seed=0).unique().sort()).collect(engine="streaming")["AC"]
+    idmap = Buckets(work / "idmap", "AC", inputs.buckets, inputs.batch_rows, dict.fromkeys(IDMAPPING_FIELDS, pl.Utf8))
+    stage_idmapping(files["idmapping"][0], keys, idmap)
+    return entries, idmap, rejects
+
+
+def read_uniprot(raw_dir: str | Path, inputs: UniProtInputs, work: str | Path) -> tuple[pl.LazyFrame, list[Reject]]:
+    """The record table (genbank ``COLUMNS`` + UniRef100/90/50) and rejects of the UniProt inputs; the
+    records are a lazy frame over Parquet in ``work`` (a new folder: keep it while the frame is used)."""
     files = uniprot_files(raw_dir, inputs)
-    with tempfile.TemporaryDirectory(prefix="biotalk-uniprot-", dir=workdir) as tmp:
-        entries = _Parts(Path(tmp) / "entries", ENTRY_SCHEMA, inputs.batch_rows)
-        rejects = stage_entries(files["entries"], entries)
-        idmap = _Parts(Path(tmp) / "idmap", {k: pl.Utf8 for k in IDMAPPING_FIELDS}, inputs.batch_rows)
-        stage_idmapping(files["idmapping"][0], entries.scan().select("AC").collect(), idmap)
-        cds = _Parts(Path(tmp) / "cds", CDS_SCHEMA, inputs.batch_rows)
-        stage_cds(files["cds_fasta"], cds)
-        records, join_rejects = join_records(entries.scan(), idmap.scan(), cds.scan())
+    work = Path(work)
+    entries, idmap, rejects = _stage(files, inputs, work / "staged")
+    cds = Buckets(work / "staged" / "cds", "EmblCdsId", inputs.buckets, inputs.batch_rows, CDS_SCHEMA)
+    stage_cds(files["cds_fasta"], cds)
+    records, join_rejects = join_records(entries, idmap, cds, work)
+    shutil.rmtree(work / "staged")
+    shutil.rmtree(work / "by-cds")
     return records, rejects + join_rejects
 
 
@@ -232,13 +273,10 @@ def cds_accessions(raw_dir: str | Path, inputs: UniProtInputs, out: str | Path, 
     from ENA as ``ena.accessions``), sorted, one a line; return how many."""
     files = uniprot_files(raw_dir, inputs, ("entries", "idmapping"))
     with tempfile.TemporaryDirectory(prefix="biotalk-uniprot-", dir=workdir) as tmp:
-        entries = _Parts(Path(tmp) / "entries", ENTRY_SCHEMA, inputs.batch_rows)
-        stage_entries(files["entries"], entries)
-        idmap = _Parts(Path(tmp) / "idmap", {k: pl.Utf8 for k in IDMAPPING_FIELDS}, inputs.batch_rows)
-        stage_idmapping(files["idmapping"][0], entries.scan().select("AC").collect(), idmap)
-        mapped = idmap.scan().unique("AC", keep="first", maintain_order=True).select("AC", "EmblCds")
-        ids = entries.scan().join(mapped, on="AC", how="left").select(_cds_ids()).explode("CdsIds")
-        ids = ids.drop_nulls().unique().sort("CdsIds").collect(engine="streaming")["CdsIds"]
+        entries, idmap, _ = _stage(files, inputs, Path(tmp))
+        ids = [_mapped(entries, idmap, b).select(pl.col("CdsIds").explode().drop_nulls().unique()).collect()
+               for b in range(inputs.buckets)]  # fmt: skip
+    ids = pl.concat(ids)["CdsIds"].unique().sort()
     with atomic_path(out) as path:
         path.write_text("".join(f"{i}\n" for i in ids))
     return len(ids)
