@@ -38,21 +38,33 @@ def write_fasta(path: str | Path, ids: Sequence[str], seqs: Sequence[str]) -> No
     Path(path).write_text("".join(f">{i}\n{s}\n" for i, s in zip(ids, seqs, strict=True)))
 
 
+def search_files(query_fasta: str | Path, target_fasta: str | Path, options: Sequence[str | float],
+                 columns: Sequence[str] = (), threads: int = 1, id_type: pl.DataType = pl.Utf8,
+                 workdir: str | Path | None = None) -> pl.DataFrame:  # fmt: skip
+    """One ``easy-search`` of the proteins of one FASTA file against another's, with MMseqs2 ``options``: a
+    row per reported hit, ``query`` and ``target`` as the FASTA ids read as ``id_type``, then the extra
+    output ``columns`` (m8 names such as ``fident``, ``evalue``, ``bits``) as floats. MMseqs2's own files go
+    to a temporary folder in ``workdir`` (at scale, the system's temp disk may be too small)."""
+    schema = {"query": id_type, "target": id_type, **dict.fromkeys(columns, pl.Float64)}
+    with tempfile.TemporaryDirectory(prefix="biotalk-mmseqs-", dir=workdir) as tmp:
+        output = ",".join(["query", "target", *columns])
+        args = ["easy-search", Path(query_fasta).resolve(), Path(target_fasta).resolve(), "hits.m8", "tmp"]
+        run([*args, *options, "--format-output", output], tmp, threads)
+        hits = Path(tmp) / "hits.m8"
+        if not hits.is_file() or hits.stat().st_size == 0:
+            return pl.DataFrame(schema=schema)
+        return pl.read_csv(hits, separator="\t", has_header=False, new_columns=list(schema), schema=schema)
+
+
 def search(queries: Sequence[str], targets: Sequence[str], options: Sequence[str | float],
            columns: Sequence[str] = (), threads: int = 1) -> pl.DataFrame:  # fmt: skip
-    """One ``easy-search`` of the protein ``queries`` against the ``targets`` (a trailing stop ``*`` dropped),
-    with MMseqs2 ``options``: a row per reported hit, ``query`` and ``target`` as indices into the inputs,
-    then the requested extra output ``columns`` (m8 names such as ``fident``, ``evalue``, ``bits``) as floats."""
+    """``search_files`` of protein lists (a trailing stop ``*`` dropped): ``query`` and ``target`` are
+    indices into the inputs."""
     schema = {"query": pl.Int64, "target": pl.Int64, **dict.fromkeys(columns, pl.Float64)}
     if not queries or not targets:
         return pl.DataFrame(schema=schema)
     with tempfile.TemporaryDirectory(prefix="biotalk-mmseqs-") as tmp:
         work = Path(tmp)
-        write_fasta(work / "q.faa", [f"q{i}" for i in range(len(queries))], [q.rstrip("*") for q in queries])
-        write_fasta(work / "t.faa", [f"t{i}" for i in range(len(targets))], [t.rstrip("*") for t in targets])
-        output = ",".join(["query", "target", *columns])
-        run(["easy-search", "q.faa", "t.faa", "hits.m8", "tmp", *options, "--format-output", output], work, threads)
-        rows = [line.split("\t") for line in (work / "hits.m8").read_text().splitlines() if line]
-    data = {"query": [int(r[0][1:]) for r in rows], "target": [int(r[1][1:]) for r in rows]}
-    data |= {name: [float(r[2 + j]) for r in rows] for j, name in enumerate(columns)}
-    return pl.DataFrame(data, schema=schema)
+        write_fasta(work / "q.faa", [str(i) for i in range(len(queries))], [q.rstrip("*") for q in queries])
+        write_fasta(work / "t.faa", [str(i) for i in range(len(targets))], [t.rstrip("*") for t in targets])
+        return search_files(work / "q.faa", work / "t.faa", options, columns, threads, pl.Int64, work)

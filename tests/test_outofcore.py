@@ -25,7 +25,8 @@ from biotalk.data.balance import balance
 from biotalk.data.build import assemble, assign, enzyme_inputs, read_records, store_rules
 from biotalk.data.describe import describe_records
 from biotalk.data.enzyme import load_enzyme
-from biotalk.data.outofcore import protein_key, stage_records, write_splits
+from biotalk.data.near import near_proteins
+from biotalk.data.outofcore import keyed_near, protein_key, stage_records, write_splits
 from biotalk.data.sources import UniProtInputs, cds_accessions
 from biotalk.data.split import PAPER, SplitRules, split_benchmarks
 from biotalk.data.uniprot import read_cds_fasta
@@ -64,6 +65,24 @@ def test_writer_gives_the_in_memory_files(mini, tmp_path: Path) -> None:
         assert pl.read_parquet(written).equals(df), name
         assert written.read_bytes() == _bytes(df), name
     assert not (tmp_path / "work").exists()
+
+
+def test_keyed_near_streams_the_same_pairs_as_the_string_search(mini, tmp_path: Path) -> None:
+    """The strict rule's search from FASTA files written out of the store (keys as ids) finds the pairs of
+    the in-memory search of the protein strings, and a second call reads them from the cache."""
+    cfg, _, records = mini
+    store = stage_records(records.lazy(), tmp_path / "store", part_rows=400, file_rows=150)
+    curated = records.filter(pl.col("DBtype") == "SwissProt")["Protein"].to_list()
+    by_strings = near_proteins(curated, records["Protein"].to_list(), float(cfg.test_identity), cfg.coverage,
+                               cache_dir=cfg.cache_dir)  # the in-memory build's search, cached by the other tests
+    expected = by_strings.select(protein_key(pl.col(c)).alias(c) for c in by_strings.columns).drop_nulls()
+    keyed = keyed_near(store, float(cfg.test_identity), cfg.coverage, 1, tmp_path / "cache")
+    assert keyed.height > expected["Protein"].n_unique()  # pairs between different proteins, not only self-hits
+    assert keyed.sort(keyed.columns).equals(expected.sort(expected.columns))
+    (cached,) = (tmp_path / "cache").glob("near-keys-*.parquet")
+    cached.write_bytes(_bytes(keyed.head(3)))  # a changed cache entry is what the second call returns
+    assert keyed_near(store, float(cfg.test_identity), cfg.coverage, 1, tmp_path / "cache").equals(keyed.head(3))
+    assert not (store.folder / "near").exists()
 
 
 def test_killed_build_leaves_the_old_output(tmp_path: Path) -> None:

@@ -25,15 +25,27 @@ CACHE_VERSION = 1
 NEAR_SCHEMA = {"Protein": pl.Utf8, "Near": pl.Utf8}
 
 
+def _options(identity: float, coverage: float) -> list[str | float]:
+    return ["--min-seq-id", identity, "-c", coverage, "--cov-mode", "0", "-s", SENSITIVITY, "--max-seqs", MAX_SEQS,
+            "-e", MAX_EVALUE]  # fmt: skip
+
+
 def search_pairs(
     queries: Sequence[str], targets: Sequence[str], identity: float, coverage: float, threads: int = 1
 ) -> pl.DataFrame:
     """(query index, target index) of every alignment with sequence identity >= ``identity`` covering
     >= ``coverage`` of both sequences (``--cov-mode 0``), sorted."""
-    options = ["--min-seq-id", identity, "-c", coverage, "--cov-mode", "0", "-s", SENSITIVITY,
-               "--max-seqs", MAX_SEQS, "-e", MAX_EVALUE]
-    pairs = mmseqs.search(queries, targets, options, threads=threads)
+    pairs = mmseqs.search(queries, targets, _options(identity, coverage), threads=threads)
     return pairs.unique().sort("query", "target")
+
+
+def keyed_pairs(queries: Path, targets: Path, identity: float, coverage: float, threads: int,
+                workdir: Path) -> pl.DataFrame:  # fmt: skip
+    """``search_pairs`` of two FASTA files whose ids are 64-bit protein keys: ``Protein`` (query key) and
+    ``Near`` (target key), sorted; nothing of the sequences is held in memory."""
+    pairs = mmseqs.search_files(queries, targets, _options(identity, coverage), threads=threads, id_type=pl.UInt64,
+                                workdir=workdir)  # fmt: skip
+    return pairs.unique().sort("query", "target").rename({"query": "Protein", "target": "Near"})
 
 
 def near_proteins(

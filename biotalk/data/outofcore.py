@@ -18,6 +18,7 @@ hashes (read only for equality: ``biotalk.data.split.with_dna_key``, the search 
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -26,11 +27,13 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
+from biotalk.cache import cache_path
 from biotalk.data.describe import describe_records
 from biotalk.data.enzyme import EnzymeDB
-from biotalk.data.near import near_proteins
+from biotalk.data.near import MAX_SEQS, SENSITIVITY, keyed_pairs
 from biotalk.data.schema import BENCHMARKS, COLUMNS, SHARED_SPLITS, split_key
 from biotalk.data.split import CLUSTER_LEVELS, CURATED, SplitResult
+from biotalk.io import atomic_path
 
 PART_ROWS = 250_000  # records per partition of the store (the writer holds one partition, described)
 FILE_ROWS = 250_000  # records per staging batch (the stage holds one, partitioned)
@@ -41,6 +44,7 @@ HEAVY_COLUMNS = ["RecordId", "AC", "OC", "EmblCdsId", "Sequence", "Protein", "Or
                  *CLUSTER_LEVELS]  # fmt: skip
 TEXT_COLUMNS = ["Product", "Function", "Note"]
 REC = "Rec"  # the RecordId code in the store's partitions
+NEAR_CACHE_VERSION = 1
 PARQUET = {"compression": "zstd", "compression_level": 1, "statistics": False}  # work files: written once, read once
 
 
@@ -140,14 +144,48 @@ def stage_records(records: pl.LazyFrame, folder: Path, part_rows: int = PART_ROW
     return store
 
 
+def _write_proteins(store: RecordStore, rows: pl.Series, path: Path) -> str:
+    """The proteins of slim rows ``rows`` (ascending, one row per distinct key) as FASTA ``>key`` (trailing stop
+    dropped), streamed from the store's files; return a digest of their sorted keys (the search's cache key)."""
+    with open(path, "w") as fasta:
+        offset = 0
+        for file in store.files():
+            batch = pl.read_parquet(file, columns=["ProteinKey", "Protein"])
+            lo, hi = rows.search_sorted(offset), rows.search_sorted(offset + batch.height)
+            lines = batch[rows[lo:hi] - offset].select(  # rows ascend: this file's are one slice
+                pl.format(">{}\n{}\n", "ProteinKey", pl.col("Protein").str.strip_chars_end("*")))
+            fasta.write("".join(lines.to_series().to_list()))
+            offset += batch.height
+    keys = store.slim["Protein"].gather(rows).sort()
+    return hashlib.sha256(keys.to_numpy().tobytes()).hexdigest()
+
+
 def keyed_near(store: RecordStore, identity: float, coverage: float, threads: int,
                cache_dir: str | Path | None) -> pl.DataFrame:  # fmt: skip
-    """The strict rule's search pairs (``biotalk.data.near``: every curated protein against every protein),
-    as protein keys. Holds all distinct proteins in memory: the step that does not scale (docs/benchmarks.md)."""
-    proteins = pl.scan_parquet(store.files()).select("Protein").collect(engine="streaming")["Protein"]
-    queries = proteins.filter(store.slim["DBtype"] == CURATED).to_list()
-    near = near_proteins(queries, proteins.to_list(), identity, coverage, threads, cache_dir)
-    return near.select(protein_key(pl.col("Protein")).alias("Protein"), protein_key(pl.col("Near")).alias("Near"))
+    """The strict rule's search pairs (``biotalk.data.near``: every curated protein against every protein)
+    as protein keys. The distinct proteins are written from the store to FASTA files in its folder and
+    searched there, so memory holds keys, never the proteins; cached by the keys searched."""
+    slim = store.slim.select("Protein", "DBtype").with_row_index("_row").filter(pl.col("Protein").is_not_null())
+    targets = slim.filter(pl.col("Protein").is_first_distinct())["_row"]
+    queries = slim.filter(pl.col("DBtype") == CURATED).filter(pl.col("Protein").is_first_distinct())["_row"]
+    work = store.folder / "near"
+    work.mkdir(exist_ok=True)
+    key = {"version": NEAR_CACHE_VERSION, "identity": identity, "coverage": coverage, "sensitivity": SENSITIVITY,
+           "max_seqs": MAX_SEQS, "queries": _write_proteins(store, queries, work / "queries.faa"),
+           "targets": _write_proteins(store, targets, work / "targets.faa")}  # fmt: skip
+    path = cache_path(cache_dir, "near-keys", key, ".parquet") if cache_dir is not None else None
+    if path is not None and path.is_file():
+        pairs = pl.read_parquet(path)
+    elif queries.is_empty():
+        pairs = pl.DataFrame(schema={"Protein": pl.UInt64, "Near": pl.UInt64})
+    else:
+        pairs = keyed_pairs(work / "queries.faa", work / "targets.faa", identity, coverage, threads, work)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                pairs.write_parquet(tmp)
+    shutil.rmtree(work)
+    return pairs
 
 
 def _by_part(splits: Mapping[str, pl.DataFrame], ec_parts: pl.DataFrame) -> dict[str, dict[int, pl.DataFrame]]:
