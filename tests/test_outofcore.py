@@ -25,8 +25,9 @@ from biotalk.data.balance import balance
 from biotalk.data.build import assemble, assign, enzyme_inputs, read_records, store_rules
 from biotalk.data.describe import describe_records
 from biotalk.data.enzyme import load_enzyme
+from biotalk.data.identity import write_identity
 from biotalk.data.near import near_proteins
-from biotalk.data.outofcore import keyed_near, protein_key, stage_records, write_splits
+from biotalk.data.outofcore import keyed_near, protein_key, stage_records, store_identity, write_splits
 from biotalk.data.sources import UniProtInputs, cds_accessions
 from biotalk.data.split import PAPER, SplitRules, split_benchmarks
 from biotalk.data.uniprot import read_cds_fasta
@@ -83,6 +84,21 @@ def test_keyed_near_streams_the_same_pairs_as_the_string_search(mini, tmp_path: 
     cached.write_bytes(_bytes(keyed.head(3)))  # a changed cache entry is what the second call returns
     assert keyed_near(store, float(cfg.test_identity), cfg.coverage, 1, tmp_path / "cache").equals(keyed.head(3))
     assert not (store.folder / "near").exists()
+
+
+def test_store_identity_equals_the_in_memory_table(mini, tmp_path: Path) -> None:
+    """identity.parquet from the store (proteins streamed to FASTA, keyed by hashes) is the table of the
+    in-memory reference (``write_identity`` on the split tables), row for row."""
+    cfg, db, records = mini
+    expected_splits = assemble(describe_records(records, db, cfg.seed), cfg)[0]
+    expected = write_identity(tmp_path, expected_splits)
+    store = stage_records(records.lazy(), tmp_path / "store", part_rows=400, file_rows=150)
+    splits = assign(store.slim, cfg, store_rules(store, cfg))[0]
+    got = store_identity(store, splits, cache_dir=tmp_path / "cache")
+    assert expected["MaxIdentity"].is_not_null().sum() > 100 and expected["MaxIdentity"].is_null().sum() > 0
+    assert got.equals(expected)
+    assert store_identity(store, splits, cache_dir=tmp_path / "cache").equals(expected)  # from the cache
+    assert not (store.folder / "identity").exists()
 
 
 def test_killed_build_leaves_the_old_output(tmp_path: Path) -> None:

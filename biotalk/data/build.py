@@ -29,9 +29,9 @@ from biotalk.data.enzyme import EnzymeDB, load_enzyme
 from biotalk.data.errors import InputError
 from biotalk.data.fragments import tile_fragments
 from biotalk.data.genbank import Reject, genbank_files, read_genbank_dir
-from biotalk.data.identity import write_identity
+from biotalk.data.identity import IDENTITY_FILE
 from biotalk.data.near import near_proteins
-from biotalk.data.outofcore import RecordStore, identity_tables, keyed_near, stage_records, write_splits
+from biotalk.data.outofcore import RecordStore, keyed_near, stage_records, store_identity, write_splits
 from biotalk.data.schema import (
     BUILD_JSON,
     COLUMNS,
@@ -293,7 +293,7 @@ def build_benchmarks(cfg: BuildConfig) -> Path:
         with atomic_dir(out) as tmp:
             write_splits(tmp, store, splits, db, cfg.seed, Path(work) / "splits", fragments)
             _write(tmp, cfg, stats, result, rejects, targets, inputs, enzyme_record(enzyme_dat, enzclass), paper_stats)
-            write_identity(tmp, identity_tables(store, splits), cfg.threads, cfg.cache_dir)
+            store_identity(store, splits, cfg.threads, cfg.cache_dir).write_parquet(tmp / IDENTITY_FILE)
         steps.update()
     print(table1(stats))
     return out

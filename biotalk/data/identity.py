@@ -102,7 +102,8 @@ def write_identity(out: Path, splits: Mapping[str, pl.DataFrame], threads: int =
                    cache_dir: str | Path | None = None) -> pl.DataFrame:  # fmt: skip
     """Write ``out/identity.parquet`` for a build's split tables (``{"Benchmark-I/Train": df, ...}``):
     every held-out split (``SHARED_SPLITS``: test1, test2, valid2 where built) against each benchmark's
-    Train, from one search of the held-out proteins against the training proteins of all benchmarks."""
+    Train, from one search of the held-out proteins against the training proteins of all benchmarks. The
+    in-memory reference: a build writes the same table from its record store (``outofcore.store_identity``)."""
     keys = {s: split_key(BENCHMARKS[0], s) for s in SHARED_SPLITS}
     tests = {s: splits[k].filter(~pl.col("IsDuplicate")) for s, k in keys.items() if k in splits}
     trains = {b: splits[split_key(b, "train")] for b in BENCHMARKS}

@@ -13,7 +13,7 @@ order-preserving ``UInt32`` codes (the dense rank of the distinct strings: equal
 codes sort like the strings, which decides which unit gets which draw), ``DnaKey`` and ``Protein`` 64-bit
 hashes (read only for equality: ``biotalk.data.split.with_dna_key``, the search pairs of ``keyed_near``) and
 ``DBtype`` a categorical. Strings come back only where rows are written (``write_splits``,
-``identity_tables``) or reported (``RecordStore.decoded``).
+``store_identity``) or reported (``RecordStore.decoded``).
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
+from biotalk import mmseqs
+from biotalk.baselines import translate_cds
 from biotalk.cache import cache_path
 from biotalk.data.describe import describe_records
 from biotalk.data.enzyme import EnzymeDB
+from biotalk.data.identity import COVERAGE, IDENTITY_SCHEMA, MAX_EVALUE
 from biotalk.data.near import MAX_SEQS, SENSITIVITY, keyed_pairs
 from biotalk.data.schema import BENCHMARKS, COLUMNS, SHARED_SPLITS, split_key
 from biotalk.data.split import CLUSTER_LEVELS, CURATED, SplitResult
@@ -44,7 +47,7 @@ HEAVY_COLUMNS = ["RecordId", "AC", "OC", "EmblCdsId", "Sequence", "Protein", "Or
                  *CLUSTER_LEVELS]  # fmt: skip
 TEXT_COLUMNS = ["Product", "Function", "Note"]
 REC = "Rec"  # the RecordId code in the store's partitions
-NEAR_CACHE_VERSION = 1
+NEAR_CACHE_VERSION = IDENTITY_CACHE_VERSION = 1
 PARQUET = {"compression": "zstd", "compression_level": 1, "statistics": False}  # work files: written once, read once
 
 
@@ -70,11 +73,11 @@ class RecordStore:
         """The files of one partition (None: all), in the order of ``slim``."""
         return [f for p in ([part] if part is not None else self.parts()) for f in sorted((self.folder / f"part={p}").glob("*.parquet"))]
 
-    def read(self, part: int) -> pl.DataFrame:
-        """One partition with ``Rec``, the RecordId code of each row."""
+    def read(self, part: int, columns: list[str] | None = None) -> pl.DataFrame:
+        """One partition (every column, or ``columns``) with ``Rec``, the RecordId code of each row."""
         sizes = self.ec_parts.group_by("Part").agg(pl.col("Records").sum()).sort("Part")
         offset = sizes.filter(pl.col("Part") < part)["Records"].sum()
-        rows = pl.read_parquet(self.files(part))
+        rows = pl.read_parquet(self.files(part), columns=columns)
         return rows.with_columns(self.slim["RecordId"].slice(offset, rows.height).alias(REC))
 
     def rows(self, codes: pl.Series, *columns: str | pl.Expr) -> pl.DataFrame:
@@ -237,15 +240,88 @@ def write_splits(out: Path, store: RecordStore, splits: Mapping[str, pl.DataFram
     shutil.rmtree(work)
 
 
-def identity_tables(store: RecordStore, splits: Mapping[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
-    """What ``biotalk.data.identity.write_identity`` reads of the splits (held-out splits and every Train):
-    ``EC, RecordId, IsDuplicate, Protein`` and the DNA only where the protein is empty (it translates that),
-    in written order."""
-    keys = [split_key(BENCHMARKS[0], s) for s in SHARED_SPLITS] + [split_key(b, "train") for b in BENCHMARKS]
-    keys = [k for k in keys if k in splits]
-    codes = pl.concat([splits[k]["RecordId"] for k in keys]).unique()
-    dna = pl.when(pl.col("Protein") == "").then(pl.col("Sequence")).otherwise(pl.lit(""))
-    heavy = store.rows(codes, "EC", "RecordId", "Protein", dna.alias("Sequence"))
-    rows = {k: splits[k].sort("EC", "RecordId", "IsDuplicate").select(pl.col("RecordId").alias(REC), "IsDuplicate") for k in keys}
-    columns = ["EC", "RecordId", "IsDuplicate", "Protein", "Sequence"]
-    return {k: df.join(heavy, on=REC, how="left", maintain_order="left").select(columns) for k, df in rows.items()}
+def _searched_protein() -> pl.Expr:
+    """The protein a record is searched with (``identity.proteins``): its own, else its DNA translated in
+    frame; trailing stops dropped (``identity.identity_hits``)."""
+    translated = pl.when(pl.col("Protein") == "").then(pl.col("Sequence")).map_elements(translate_cds, return_dtype=pl.Utf8)
+    return pl.coalesce(translated, pl.col("Protein")).str.strip_chars_end("*")
+
+
+def _fasta(rows: pl.DataFrame) -> str:
+    """``>key`` and protein lines of the rows' distinct non-empty proteins."""
+    rows = rows.filter(pl.col("Key").is_not_null() & pl.col("Key").is_first_distinct())
+    return "".join(rows.select(pl.format(">{}\n{}\n", "Key", "Searched")).to_series().to_list())
+
+
+def _identity_proteins(store: RecordStore, held: pl.Series, train: pl.Series, work: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Keys of the searched proteins of the held-out records ``held`` (``Rec``, ``RecordId``, ``Key``) and
+    of the training records ``train`` (``Rec``, ``Key``), read one partition at a time; each distinct
+    protein written once to ``work/queries.faa`` or ``work/targets.faa`` as ``>key``. Memory holds the
+    keys and the held-out proteins (a few tens of thousands), never the training proteins."""
+    key = pl.when(pl.col("Searched") != "").then(pl.col("Searched").hash(seed=0)).alias("Key")
+    queries, targets, seen = [], [], pl.Series("Key", [], pl.UInt64)
+    with open(work / "targets.faa", "w") as fasta:
+        for part in tqdm(store.parts(), desc="identity proteins", unit=" parts", leave=False):
+            rows = store.read(part, ["RecordId", "Protein", "Sequence"])
+            rows = rows.filter(pl.col(REC).is_in(held.implode()) | pl.col(REC).is_in(train.implode()))
+            rows = rows.with_columns(_searched_protein().alias("Searched")).with_columns(key)
+            queries.append(rows.filter(pl.col(REC).is_in(held.implode())).select(REC, "RecordId", "Key", "Searched"))
+            t = rows.filter(pl.col(REC).is_in(train.implode()))
+            targets.append(t.select(REC, "Key"))
+            fasta.write(_fasta(t.filter(~pl.col("Key").is_in(seen.implode()))))
+            seen = pl.concat([seen, t["Key"].drop_nulls()]).unique()
+    queries = pl.concat(queries)
+    (work / "queries.faa").write_text(_fasta(queries))
+    return queries.drop("Searched"), pl.concat(targets)
+
+
+def _digest(keys: pl.Series) -> str:
+    return hashlib.sha256(keys.drop_nulls().unique().sort().to_numpy().tobytes()).hexdigest()
+
+
+def _identity_hits(queries: pl.DataFrame, targets: pl.DataFrame, work: Path, threads: int,
+                   cache_dir: str | Path | None) -> pl.DataFrame:  # fmt: skip
+    """``identity.identity_hits`` of the FASTA files in ``work`` (``query``, ``target`` keys, ``fident``),
+    cached by the keys searched."""
+    n_targets = targets["Key"].drop_nulls().n_unique()
+    key = {"version": IDENTITY_CACHE_VERSION, "queries": _digest(queries["Key"]), "targets": _digest(targets["Key"]),
+           "coverage": COVERAGE, "evalue": MAX_EVALUE}  # fmt: skip
+    path = cache_path(cache_dir, "identity-keys", key, ".parquet") if cache_dir is not None else None
+    if path is not None and path.is_file():
+        return pl.read_parquet(path)
+    options = ["-e", MAX_EVALUE, "-c", COVERAGE, "--cov-mode", "0", "--max-seqs", max(n_targets, 1)]
+    hits = pl.DataFrame(schema={"query": pl.UInt64, "target": pl.UInt64, "fident": pl.Float64})
+    if n_targets and queries["Key"].drop_nulls().len():
+        hits = mmseqs.search_files(work / "queries.faa", work / "targets.faa", options, ("fident",), threads,
+                                   pl.UInt64, work)  # fmt: skip
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            hits.write_parquet(tmp)
+    return hits
+
+
+def store_identity(store: RecordStore, splits: Mapping[str, pl.DataFrame], threads: int = 1,
+                   cache_dir: str | Path | None = None) -> pl.DataFrame:  # fmt: skip
+    """``identity.write_identity``'s table (the held-out splits against each benchmark's Train) from the
+    coded splits of a record store: one search of the distinct held-out proteins against the distinct
+    training proteins, both streamed from the store to FASTA, keyed by protein hashes."""
+    held = {s: splits[split_key(BENCHMARKS[0], s)] for s in SHARED_SPLITS if split_key(BENCHMARKS[0], s) in splits}
+    held = {s: df.filter(~pl.col("IsDuplicate")).sort("EC", "RecordId", "IsDuplicate") for s, df in held.items()}
+    trains = {b: splits[split_key(b, "train")]["RecordId"].unique() for b in BENCHMARKS}
+    work = store.folder / "identity"
+    work.mkdir(exist_ok=True)
+    held_codes = pl.concat([df["RecordId"] for df in held.values()]).unique()
+    queries, targets = _identity_proteins(store, held_codes, pl.concat(list(trains.values())).unique(), work)
+    hits = _identity_hits(queries, targets, work, threads, cache_dir)
+    shutil.rmtree(work)
+    tables = []
+    for bench, codes in trains.items():
+        keys = targets.filter(pl.col(REC).is_in(codes.implode()))["Key"].drop_nulls().unique()
+        best = hits.filter(pl.col("target").is_in(keys.implode())).group_by("query").agg(pl.col("fident").max())
+        for name, df in held.items():
+            rows = df.select(pl.col("RecordId").alias(REC)).join(queries, on=REC, how="left", maintain_order="left")
+            rows = rows.join(best, left_on="Key", right_on="query", how="left", maintain_order="left")
+            tables.append(rows.select("RecordId", pl.lit(bench.removeprefix("Benchmark-")).alias("Benchmark"),
+                                      pl.lit(name).alias("Split"), pl.col("fident").alias("MaxIdentity")))  # fmt: skip
+    return pl.concat(tables).cast(IDENTITY_SCHEMA)
