@@ -35,9 +35,10 @@ from biotalk.cli import run
 from biotalk.config import to_dict
 from biotalk.data import load_benchmark
 from biotalk.data.identity import gene_ids, identity_to_train
+from biotalk.data.loader import split_file
 from biotalk.data.schema import SPLITS, TEST_SPLITS, Benchmark
 from biotalk.data.stream import folder_key
-from biotalk.data.stream_features import MappedRows, ensure_rows, split_file
+from biotalk.data.stream_features import MappedRows, ensure_rows
 from biotalk.embed_store import StoredVectors, open_store, write_store
 from biotalk.embeddings import embed_cached, embed_sequences, usable_poolings
 from biotalk.hierarchy import best_tau, hierarchy_scores, threshold, tradeoff

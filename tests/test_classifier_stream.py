@@ -18,8 +18,8 @@ from fixtures.scripts import load_script
 
 from biotalk.config import load_config
 from biotalk.data import load_benchmark
-from biotalk.data.loader import UnusableRowsWarning, read_tables
-from biotalk.data.stream_features import MappedRows, ensure_rows, split_file, write_rows
+from biotalk.data.loader import UnusableRowsWarning, read_tables, split_file
+from biotalk.data.stream_features import MappedRows, ensure_rows, write_rows
 from biotalk.ec import LabelMap
 from biotalk.embed_store import open_store, search_store, shard_name, write_store
 from biotalk.knn import ann_index

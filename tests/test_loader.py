@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,8 +13,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from biotalk.data import load_benchmark
-from biotalk.data.loader import SplitReport, UnusableRowsWarning, normalise, read_tables
+from biotalk.data import load_benchmark, loader
+from biotalk.data.loader import (
+    TEST_DIR,
+    TRAIN_VALID_DIR,
+    SplitReport,
+    UnusableRowsWarning,
+    normalise,
+    read_tables,
+    split_file,
+)
 from biotalk.data.schema import COLUMNS, benchmark_name
 from biotalk.ec import EC_IN_TEXT_RE, is_full_ec
 
@@ -173,3 +182,106 @@ def test_audit_reads_the_published_layout(tmp_path):
     pl.concat([pl.read_parquet(train), row.select(pl.read_parquet(train).columns)]).write_parquet(train)
     done = _audit(copy)
     assert done.returncode == 1 and "FAIL  identical DNA" in done.stdout, done.stdout + done.stderr
+
+
+def _planted(df: pl.DataFrame, column: str, values: dict[int, str | None]) -> pl.DataFrame:
+    """``df`` with ``column`` set to ``value`` at 0-based row ``row`` for each pair of ``values``."""
+    expr = pl.col(column)
+    for row, value in values.items():
+        expr = pl.when(pl.int_range(pl.len()) == row).then(pl.lit(value, pl.Utf8)).otherwise(expr)
+    return df.with_columns(expr.alias(column))
+
+
+def _published_batches_copy(mini_benchmark: Path, root: Path) -> None:
+    """Benchmark-II and the tests in the download's layout, with what crosses batches of 50 rows planted in
+    Train: unmarked balancing copies (and the first 60 rows again at the end), a multi-EC field, lower-case DNA,
+    an invalid EC, a row without DNA and a protein in three different batches; Valid and the tests are CSV,
+    Valid with a line break inside a quoted description and an empty one."""
+    bench, tests = root / TRAIN_VALID_DIR / "Benchmark-II", root / TEST_DIR
+    bench.mkdir(parents=True)
+    tests.mkdir()
+    cols = [*PUBLISHED, "DBtype"]
+    train = pl.read_parquet(mini_benchmark / "Benchmark-II" / "Train.parquet").select(cols)
+    train = pl.concat([train, train.head(60)])
+    train = _planted(train, "EC", {4: "2.7.7.7; 1.17.4.1", 119: "1.2.3"})
+    train = _planted(train, "Sequence", {9: train["Sequence"][9].lower(), 199: None, 299: "MKVLPE"})
+    train.write_parquet(bench / "Train.parquet", row_group_size=128)
+    valid = pl.read_parquet(mini_benchmark / "Benchmark-II" / "Valid.parquet").select(cols)
+    _planted(valid, "Description", {0: "line one\nline two", 1: ""}).write_csv(bench / "Valid.csv")
+    for test in ("test1", "test2"):
+        pl.read_parquet(mini_benchmark / "Test" / f"{test}.parquet").select(PUBLISHED).write_csv(tests / f"{test}.csv")
+
+
+
+def _assert_same(memory, streamed, cache: Path) -> None:
+    """Every split: the same rows, values, types and order; the same report; memory-mapped from ``cache``."""
+    assert list(streamed) == list(memory)
+    for split in memory:
+        assert streamed[split].features == memory[split].features, split
+        assert streamed[split].to_polars().equals(memory[split].to_polars()), split
+        files = [Path(f["filename"]) for f in streamed[split].cache_files]
+        assert len(files) == 1 and files[0].is_relative_to(cache), files  # mapped, not copied into the process
+    assert streamed.load_report == memory.load_report
+
+
+def test_streamed_equals_in_memory(mini_benchmark: Path, tmp_path: Path) -> None:
+    _published_batches_copy(mini_benchmark, tmp_path / "published")
+    with pytest.warns(UnusableRowsWarning):
+        memory = load_benchmark(tmp_path / "published", "II")
+    with pytest.warns(UnusableRowsWarning, match=r"Train.parquet row 120: invalid EC"):
+        streamed = load_benchmark(tmp_path / "published", "II", cache_dir=tmp_path / "cache", batch_rows=50)
+    _assert_same(memory, streamed, tmp_path / "cache")
+    report = streamed.load_report.splits["train"]
+    assert report.unusable == {"invalid EC": 1, "no sequence": 1, "not DNA": 1}
+    assert [e.split(":")[0] for e in report.examples] == ["row 120", "row 200", "row 300"]  # numbered in the file
+    assert report.notes == {"multi-EC rows expanded": 1, "DNA upper-cased": 1}
+    train = streamed["train"].to_polars()
+    assert train["IsDuplicate"].sum() >= 60 and not train.filter(~pl.col("IsDuplicate"))["RecordId"].is_duplicated().any()
+    assert "line one\nline two" in streamed["valid"]["Description"] and "" in streamed["valid"]["Description"]
+    for bench in ("I", "IV"):  # the small fixture two rows a batch; our own layout (IsDuplicate in the file)
+        with pytest.warns(UnusableRowsWarning):
+            memory = load_benchmark(FIXTURE, bench)
+        with pytest.warns(UnusableRowsWarning):
+            _assert_same(memory, load_benchmark(FIXTURE, bench, cache_dir=tmp_path / "fixture", batch_rows=2),
+                         tmp_path / "fixture")
+        _assert_same(load_benchmark(mini_benchmark, bench),
+                     load_benchmark(mini_benchmark, bench, cache_dir=tmp_path / "ours", batch_rows=100), tmp_path / "ours")
+
+
+def test_streamed_repeats_exact_under_hash_collisions(mini_benchmark: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two-bit hashes: nearly every row's hash repeats, so IsDuplicate rests on the re-check of the RecordIds."""
+    _published_batches_copy(mini_benchmark, tmp_path / "published")
+    with pytest.warns(UnusableRowsWarning):
+        memory = load_benchmark(tmp_path / "published", "II", splits=["train"])
+    monkeypatch.setattr(loader, "HASH_BITS", 2)
+    with pytest.warns(UnusableRowsWarning):
+        streamed = load_benchmark(tmp_path / "published", "II", ["train"], cache_dir=tmp_path / "cache", batch_rows=50)
+    _assert_same(memory, streamed, tmp_path / "cache")
+
+
+def test_streamed_cache_reused_until_the_source_changes(mini_benchmark: Path, tmp_path: Path) -> None:
+    root, cache = tmp_path / "published", tmp_path / "cache"
+    _published_batches_copy(mini_benchmark, root)
+    source = split_file(root, "II", "train")
+
+    def load():
+        with pytest.warns(UnusableRowsWarning):
+            return load_benchmark(root, "II", ["train"], cache_dir=cache, batch_rows=500)
+
+    first = load()
+    rows = cache / "Benchmark-II" / "train" / loader.ROWS_FILE
+    written = rows.stat()
+    again = load()
+    assert (rows.stat().st_ino, rows.stat().st_mtime_ns) == (written.st_ino, written.st_mtime_ns)  # not rewritten
+    assert again.load_report == first.load_report and again["train"].to_polars().equals(first["train"].to_polars())
+    os.utime(source, ns=(written.st_mtime_ns, source.stat().st_mtime_ns + 10**9))  # touched: rebuilt
+    load()
+    assert rows.stat().st_ino != written.st_ino
+    table = pl.read_parquet(source)
+    pl.concat([table, table.head(3)]).write_parquet(source)  # changed: rebuilt with the new rows
+    changed = load()
+    with pytest.warns(UnusableRowsWarning):
+        memory = load_benchmark(root, "II", ["train"])
+    _assert_same(memory, changed, cache)
+    assert changed["train"].num_rows == first["train"].num_rows + 3

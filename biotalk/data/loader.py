@@ -7,18 +7,35 @@ BioTalk download has ``Benchmark-Datasets-Train+Valid/Benchmark-X/{Train,Valid}.
 nine string columns in either of two orders (plus ``DBtype`` in Benchmarks I and II, ``Swissprot``/
 ``Uniprot``). Both come back with one schema (see ``normalise``); rows that cannot be used (no or
 no full EC, no DNA) are left out, counted per reason in a ``LoadReport`` and announced by a warning.
+
+``load_benchmark(..., cache_dir=DIR)`` never holds a split (Benchmark-I Train has ~27.9 M rows of ~2 kB): each
+file goes batch by batch through the same ``normalise`` into ``DIR/Benchmark-X/<split>/``, which ``datasets``
+memory-maps; a second call reuses it while the source file keeps its path, size and mtime:
+
+    rows.arrow   every column of our schema, rows in the file's order (Arrow IPC stream, as ``datasets`` maps)
+    meta.json    the source (path, size, mtime) and the split's ``SplitReport``; written last
+
+Two rules cross batches: the row numbers in the report's examples, and ``IsDuplicate`` (a later copy of a
+RecordId), found on 64-bit hashes of the RecordIds seen so far and re-checked on the RecordIds themselves
+where a hash repeats. The rows, values and report equal the in-memory ones.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import warnings
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from biotalk.data.schema import (
     BENCHMARKS,
@@ -33,6 +50,7 @@ from biotalk.data.schema import (
     split_key,
 )
 from biotalk.ec import full_ecs, split_ec_field
+from biotalk.io import atomic_dir, write_json
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -41,6 +59,13 @@ _DBTYPE = {"swissprot": "SwissProt", "uniprot": "Unreviewed", "trembl": "Unrevie
 TRAIN_VALID_DIR, TEST_DIR = "Benchmark-Datasets-Train+Valid", "Benchmark-Datasets-Test"  # the published download
 NOT_DNA = r"[^ACGTRYSWKMBDHVN]"  # IUPAC nucleotide codes; N (and the other ambiguity codes) are kept
 EXAMPLES = 3
+CACHE_VERSION = 1
+ROWS_FILE, META_FILE = "rows.arrow", "meta.json"
+BATCH_ROWS = 16_384  # rows a batch (~32 MB of published rows): the peak memory follows it, not the split
+CSV_BLOCK = 64 << 20  # bytes of CSV parsed at once (~30,000 published rows)
+MASK_CACHE = 65_536  # masked texts kept from batch to batch (published texts repeat per EC); no more added past it
+HASH_BITS = 64  # of the RecordId hashes that find repeats across batches; fewer only to test collisions
+ARROW_SCHEMA = pl.DataFrame(schema=SCHEMA).to_arrow().schema  # the types Dataset.from_polars gets
 
 
 class UnusableRowsWarning(UserWarning):
@@ -90,6 +115,13 @@ def available_benchmarks(path: str | Path) -> list[str]:
     return [b for b in BENCHMARKS if (bench_root / benchmark_name(b)).is_dir()]
 
 
+def _root(path: str | Path) -> Path:
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"benchmark folder not found: {root}; build it with: {build_command(root)}")
+    return root
+
+
 def _find(root: Path, candidates: list[Path]) -> Path:
     for path in candidates:
         if path.is_file():
@@ -107,16 +139,61 @@ def _candidates(root: Path, name: str, split: str) -> list[Path]:
     return [bench_root / f"{key}.parquet", bench_root / f"{key}.csv"]
 
 
+def split_file(root: str | Path, benchmark: str | int, split: str) -> Path:
+    """The file ``load_benchmark(root, benchmark)`` reads for ``split`` (our layout or the published one)."""
+    root = _root(root)
+    return _find(root, _candidates(root, benchmark_name(benchmark), split))
+
+
+def _split_files(path: str | Path, benchmark: str | int, splits: Sequence[str]) -> tuple[LoadReport, dict[str, Path]]:
+    """An empty report and the file of each split, all found before any is read; optional splits the build
+    lacks are left out."""
+    root, name = _root(path), benchmark_name(benchmark)
+    files = {}
+    for split in splits:
+        candidates = _candidates(root, name, split)
+        if split not in OPTIONAL_SPLITS or any(c.is_file() for c in candidates):
+            files[split] = _find(root, candidates)
+    return LoadReport(str(root), name), files
+
+
+def _curated(name: str, split: str) -> bool:
+    """SwissProt records only: Benchmarks III and IV, and the shared test splits."""
+    return name.removeprefix("Benchmark-") in CURATED_BENCHMARKS or split in SHARED_SPLITS
+
+
+def _stripped(names: list[str], path: Path) -> dict[str, str]:
+    """Column names without surrounding spaces; a file without EC or Sequence is refused."""
+    rename = {name: name.strip() for name in names}
+    if not {"EC", "Sequence"} <= set(rename.values()):
+        raise ValueError(f"{path}: needs at least the columns EC and Sequence, has {list(rename.values())}")
+    return rename
+
+
 def _read(path: Path) -> pl.DataFrame:
     """A split file, any column order; CSV columns all as text (ECs and ids stay strings)."""
+    df = pl.read_csv(path, infer_schema=False) if path.suffix == ".csv" else pl.read_parquet(path)
+    return df.rename(_stripped(df.columns, path))
+
+
+def _batches(path: Path, batch_rows: int) -> Iterator[pl.DataFrame]:
+    """A split file in frames of at most ``batch_rows`` rows with the values ``_read`` gives (CSV: all text,
+    an empty field null, a quoted empty one the empty string, line breaks inside quotes kept)."""
     if path.suffix == ".csv":
-        df = pl.read_csv(path, infer_schema=False)
+        parse = pacsv.ParseOptions(newlines_in_values=True)
+        names = pacsv.open_csv(path, parse_options=parse).schema.names
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK), parse_options=parse,
+                                convert_options=pacsv.ConvertOptions(
+                                    column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=True,
+                                    quoted_strings_can_be_null=False, null_values=[""]))
     else:
-        df = pl.read_parquet(path)
-    df = df.rename({c: c.strip() for c in df.columns})
-    if "EC" not in df.columns or "Sequence" not in df.columns:
-        raise ValueError(f"{path}: needs at least the columns EC and Sequence, has {df.columns}")
-    return df
+        file = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)  # pre-buffered reads pile up: 0.5 GB / 1 M rows
+        names, reader = file.schema_arrow.names, file.iter_batches(batch_size=batch_rows)
+    rename = _stripped(names, path)
+    for batch in reader:
+        frame = pl.from_arrow(batch).rename(rename)
+        for start in range(0, frame.height, batch_rows):
+            yield frame.slice(start, batch_rows)
 
 
 def _ec_lookup(values: list[str]) -> dict[str, tuple[list[str], str | None]]:
@@ -130,11 +207,11 @@ def _ec_lookup(values: list[str]) -> dict[str, tuple[list[str], str | None]]:
     return lookup
 
 
-def _clean(df: pl.DataFrame, report: SplitReport) -> pl.DataFrame:
+def _clean(df: pl.DataFrame, report: SplitReport, first_row: int) -> pl.DataFrame:
     """Normalised ECs (one row per full EC of a multi-EC field) and upper-case DNA; rows without a
     full EC or DNA go to ``report``, never silently."""
     raw_ec = pl.col("EC").cast(pl.Utf8).fill_null("").str.strip_chars()
-    df = df.with_columns(raw_ec.alias("EC"), pl.int_range(1, pl.len() + 1).alias("_row"))
+    df = df.with_columns(raw_ec.alias("EC"), pl.int_range(first_row, pl.len() + first_row).alias("_row"))
     lookup = _ec_lookup(df["EC"].unique().to_list())
     ecs = {k: v[0] for k, v in lookup.items()}
     reasons = {k: v[1] for k, v in lookup.items()}
@@ -171,24 +248,30 @@ def _dbtype(df: pl.DataFrame, curated: bool, report: SplitReport) -> pl.DataFram
     return df
 
 
-def normalise(df: pl.DataFrame, curated: bool, report: SplitReport | None = None) -> pl.DataFrame:
+def normalise(df: pl.DataFrame, curated: bool, report: SplitReport | None = None, first_row: int = 1,
+              masked: dict[str, str] | None = None) -> pl.DataFrame:
     """Our schema for any benchmark table, unusable rows counted in ``report``. Missing columns:
     ``DBtype`` is ``SwissProt`` for curated splits (III, IV, tests), ``DescriptionMasked`` is
     ``Description`` with ECs masked, ``RecordId`` is ``EmblCdsId|EC`` (or ``AC|EC``), ``IsDuplicate``
     marks repeats of a RecordId (published balanced sets hold unmarked copies), ``TemplateId`` is -1;
-    the rest is null."""
+    the rest is null. For a batch of a file: ``first_row`` numbers its first row in the report's examples,
+    and ``masked`` (text -> masked text) carries the masked texts from batch to batch."""
     from biotalk.data.text_clean import mask_ec
 
     report = report or SplitReport(file="")
     report.rows = df.height
-    df = _dbtype(_clean(df, report), curated, report)
+    df = _dbtype(_clean(df, report, first_row), curated, report)
     missing = [pl.lit(None, SCHEMA[c]).alias(c) for c in COLUMNS if c not in df.columns
                and c not in ("DBtype", "DescriptionMasked", "RecordId", "IsDuplicate", "TemplateId")]
     df = df.with_columns(missing)
     if "DescriptionMasked" not in df.columns:  # mask each distinct text once: published texts repeat per EC
+        masked = {} if masked is None else masked
         texts = df["Description"].drop_nulls().unique().to_list()
-        masked = pl.col("Description").replace_strict({t: mask_ec(t) for t in texts}, default=None, return_dtype=pl.Utf8)
-        df = df.with_columns(masked.alias("DescriptionMasked"))
+        mapping = {t: masked[t] if t in masked else mask_ec(t) for t in texts}
+        if len(masked) < MASK_CACHE:  # kept for the next batches while there is room
+            masked.update(mapping)
+        df = df.with_columns(pl.col("Description").replace_strict(mapping, default=None, return_dtype=pl.Utf8)
+                             .alias("DescriptionMasked"))
     if "RecordId" not in df.columns:
         df = df.with_columns((pl.coalesce("EmblCdsId", "AC", pl.lit("")) + "|" + pl.col("EC")).alias("RecordId"))
     if "IsDuplicate" not in df.columns:
@@ -204,23 +287,18 @@ def normalise(df: pl.DataFrame, curated: bool, report: SplitReport | None = None
 def read_tables(path: str | Path, benchmark: str | int = "III",
                 splits: Sequence[str] = SPLITS) -> tuple[dict[str, pl.DataFrame], LoadReport]:
     """``load_tables`` and its ``LoadReport`` (rows per split, unusable rows per reason, notes)."""
-    root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"benchmark folder not found: {root}; build it with: {build_command(root)}")
-    name = benchmark_name(benchmark)
-    curated = name.removeprefix("Benchmark-") in CURATED_BENCHMARKS
-    report = LoadReport(str(root), name)
+    report, files = _split_files(path, benchmark, splits)
     tables = {}
-    for split in splits:
-        candidates = _candidates(root, name, split)
-        if split in OPTIONAL_SPLITS and not any(c.is_file() for c in candidates):
-            continue
-        file = _find(root, candidates)
+    for split, file in files.items():
         report.splits[split] = SplitReport(str(file))
-        tables[split] = normalise(_read(file), curated or split in SHARED_SPLITS, report.splits[split])
-    if report.unusable:
-        warnings.warn(report.summary(), UnusableRowsWarning, stacklevel=3)
+        tables[split] = normalise(_read(file), _curated(report.benchmark, split), report.splits[split])
+    _warn(report, stacklevel=4)
     return tables, report
+
+
+def _warn(report: LoadReport, stacklevel: int) -> None:
+    if report.unusable:
+        warnings.warn(report.summary(), UnusableRowsWarning, stacklevel=stacklevel)
 
 
 def load_tables(path: str | Path, benchmark: str | int = "III", splits: Sequence[str] = SPLITS) -> dict[str, pl.DataFrame]:
@@ -230,12 +308,119 @@ def load_tables(path: str | Path, benchmark: str | int = "III", splits: Sequence
     return read_tables(path, benchmark, splits)[0]
 
 
-def load_benchmark(path: str | Path, benchmark: str | int = "III", splits: Sequence[str] = SPLITS) -> DatasetDict:
+def _hash(keys: pl.Series) -> np.ndarray:
+    hashes = keys.hash(seed=0).to_numpy()
+    return hashes if HASH_BITS == 64 else hashes & np.uint64((1 << HASH_BITS) - 1)
+
+
+class _SeenHashes:
+    """The distinct hashes seen so far as sorted runs, a run merged into the one before while that is at most
+    twice its size: 8 bytes a distinct key, O(log n) runs to search."""
+
+    def __init__(self) -> None:
+        self.runs: list[np.ndarray] = []
+
+    def repeats(self, hashes: np.ndarray) -> np.ndarray:
+        """Whether each hash equals an earlier one (in an earlier call, or earlier in ``hashes``); remembers them."""
+        seen = np.zeros(len(hashes), bool)
+        for run in self.runs:
+            seen |= run[np.minimum(np.searchsorted(run, hashes), len(run) - 1)] == hashes
+        distinct, first = np.unique(hashes, return_index=True)
+        repeat = np.ones(len(hashes), bool)
+        repeat[first] = seen[first]
+        run = distinct[~seen[first]]
+        while self.runs and len(self.runs[-1]) <= 2 * len(run):
+            run = np.sort(np.concatenate([self.runs.pop(), run]))
+        if len(run):
+            self.runs.append(run)
+        return repeat
+
+
+def _recheck_repeats(rows_file: Path, repeated: np.ndarray) -> None:
+    """Compare the RecordIds of every row whose hash repeats (``repeated``: the hashes of the rows flagged
+    ``IsDuplicate``); where a hash collision flagged a first copy, rewrite the column with the exact flags."""
+    table = pa.ipc.open_stream(pa.memory_map(str(rows_file))).read_all()
+    repeated, rows, offset = np.unique(repeated), [], 0
+    for chunk in table["RecordId"].chunks:
+        hashes = _hash(pl.Series(chunk))
+        rows.append(np.flatnonzero(repeated[np.minimum(np.searchsorted(repeated, hashes), len(repeated) - 1)] == hashes)
+                    + offset)
+        offset += len(chunk)
+    rows = np.concatenate(rows)
+    exact = (~pl.Series(table["RecordId"].take(rows)).is_first_distinct()).to_numpy()
+    if np.array_equal(exact, table["IsDuplicate"].take(rows).to_numpy()):
+        return
+    flags = table["IsDuplicate"].to_numpy()
+    flags[rows] = exact
+    column, offset = table.schema.get_field_index("IsDuplicate"), 0
+    rewritten = rows_file.with_name(f".{rows_file.name}.flags")
+    with pa.OSFile(str(rewritten), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        for batch in table.to_batches():
+            writer.write_batch(batch.set_column(column, "IsDuplicate", pa.array(flags[offset:offset + batch.num_rows])))
+            offset += batch.num_rows
+    os.replace(rewritten, rows_file)
+
+
+def _merge(total: SplitReport, part: SplitReport) -> None:
+    """Add a batch's report to its file's: the first ``EXAMPLES`` examples of the file, counts summed."""
+    total.rows += part.rows
+    total.returned += part.returned
+    total.unusable = dict(sorted((Counter(total.unusable) + Counter(part.unusable)).items()))
+    total.examples = (total.examples + part.examples)[:EXAMPLES]
+    total.notes = dict(Counter(total.notes) + Counter(part.notes))
+
+
+def _write_split(file: Path, out: Path, curated: bool, source: dict, batch_rows: int) -> SplitReport:
+    """``normalise`` of ``file`` written batch by batch into the folder ``out`` (replaced atomically)."""
+    report, masked, seen, repeated = SplitReport(str(file)), {}, _SeenHashes(), []
+    with atomic_dir(out) as tmp:
+        with pa.OSFile(str(tmp / ROWS_FILE), "wb") as sink, pa.ipc.new_stream(sink, ARROW_SCHEMA) as writer:
+            for frame in _batches(file, batch_rows):
+                part = SplitReport(str(file))
+                rows = normalise(frame, curated, part, first_row=report.rows + 1, masked=masked)
+                if "IsDuplicate" not in frame.columns:  # repeats across batches too (ours carry the flag)
+                    hashes = _hash(rows["RecordId"])
+                    later = seen.repeats(hashes)
+                    repeated.append(hashes[later])
+                    rows = rows.with_columns(pl.Series("IsDuplicate", later))
+                writer.write_table(rows.to_arrow().cast(ARROW_SCHEMA), max_chunksize=batch_rows)
+                _merge(report, part)
+        if sum(len(r) for r in repeated):
+            _recheck_repeats(tmp / ROWS_FILE, np.concatenate(repeated))
+        write_json(tmp / META_FILE, {"source": source, "report": asdict(report)})
+    return report
+
+
+def _cached_split(file: Path, out: Path, curated: bool, batch_rows: int) -> SplitReport:
+    """The report of ``file``, its rows in ``out``: written unless ``out`` holds this very file's (same path,
+    size and mtime, same format)."""
+    stat = file.stat()  # before reading: a file changed while it is read is read again next time
+    source = {"version": CACHE_VERSION, "file": str(file.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if (out / META_FILE).is_file() and (out / ROWS_FILE).is_file():
+        meta = json.loads((out / META_FILE).read_text())
+        if meta.get("source") == source:
+            return SplitReport(**{**meta["report"], "file": str(file)})
+    return _write_split(file, out, curated, source, batch_rows)
+
+
+def load_benchmark(path: str | Path, benchmark: str | int = "III", splits: Sequence[str] = SPLITS,
+                   cache_dir: str | Path | None = None, batch_rows: int = BATCH_ROWS) -> DatasetDict:
     """A benchmark as ``DatasetDict(train, valid, test1, test2[, valid2])``, every split with the same columns;
-    its ``load_report`` attribute is the ``LoadReport``."""
+    its ``load_report`` attribute is the ``LoadReport``. With ``cache_dir`` no split is held in memory: each
+    is converted ``batch_rows`` rows at a time into ``cache_dir/Benchmark-X/<split>/`` (or found there) and
+    memory-mapped, with the same rows, columns, types and report."""
     from datasets import Dataset, DatasetDict
 
-    tables, report = read_tables(path, benchmark, splits)
-    data = DatasetDict({split: Dataset.from_polars(df) for split, df in tables.items()})
+    if cache_dir is None:
+        tables, report = read_tables(path, benchmark, splits)
+        data = DatasetDict({split: Dataset.from_polars(df) for split, df in tables.items()})
+    else:
+        report, files = _split_files(path, benchmark, splits)
+        data = DatasetDict()
+        for split, file in files.items():
+            out = Path(cache_dir) / report.benchmark / split
+            report.splits[split] = _cached_split(file, out, _curated(report.benchmark, split), batch_rows)
+            data[split] = Dataset.from_file(str(out / ROWS_FILE))
+        _warn(report, stacklevel=3)
     data.load_report = report
     return data

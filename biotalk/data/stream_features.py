@@ -28,8 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from biotalk.data.loader import SplitReport, UnusableRowsWarning, _candidates, _find, normalise
-from biotalk.data.schema import benchmark_name, build_command
+from biotalk.data.loader import SplitReport, UnusableRowsWarning, normalise
 from biotalk.data.stream import ArrowColumn
 from biotalk.ec import LabelMap
 from biotalk.io import atomic_dir
@@ -41,14 +40,6 @@ KEEP = ("EC", "Sequence")
 BATCH_ROWS = 65_536
 
 
-def split_file(root: str | Path, benchmark: str, split: str) -> Path:
-    """The file ``load_benchmark(root, benchmark)`` reads for ``split`` (our layout or the published one)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"benchmark folder not found: {root}; build it with: {build_command(root)}")
-    return _find(root, _candidates(root, benchmark_name(benchmark), split))
-
-
 def _batches(path: Path, batch_rows: int) -> Iterator[pl.DataFrame]:
     """The columns EC and Sequence of a split file (parquet, or csv read as text like the loader), in batches."""
     if path.suffix == ".csv":
@@ -58,7 +49,7 @@ def _batches(path: Path, batch_rows: int) -> Iterator[pl.DataFrame]:
             include_columns=list(wanted), column_types=dict.fromkeys(wanted, pa.string()),
             strings_can_be_null=True, null_values=[""]))
     else:
-        file = pq.ParquetFile(path)
+        file = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)  # pre-buffered reads pile up (loader.py)
         wanted = {name: name.strip() for name in file.schema_arrow.names if name.strip() in KEEP}
         reader = file.iter_batches(batch_size=batch_rows, columns=list(wanted))
     if sorted(wanted.values()) != sorted(KEEP):
