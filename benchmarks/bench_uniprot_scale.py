@@ -7,10 +7,16 @@ sequence, protein name and organism; 4 % reviewed, 3 % with a second EC, 1 % sha
 CDS and EC: duplicate record ids), ``idmapping_selected.tab.gz`` (22 columns: UniRef ids by Zipf clusters,
 EMBL-CDS ids, 5 % of entries with a second CDS, 1 % of entries absent, plus ``extra_idmap`` x N rows of
 other accessions) and an ENA CDS FASTA of random 999-nt DNA (0.5 % with a non-ACGTN base, 0.5 % of ids
-missing). Every stage runs in a fresh process (its peak RSS is its own: ``VmHWM``), watched by the parent,
+missing). ``entries=flat``: the same entries as a gzipped UniProtKB flat file (ID AC DT DE GN OS OC OX CC
+DR PE KW FT SQ lines, 60-aa sequence lines; real TrEMBL entries hold more DR and FT lines) with ``no_ec`` of
+its entries without an EC (not enzymes, as most of TrEMBL), spread among them. Every stage runs in a fresh
+process (its peak RSS is its own: ``VmHWM``), watched by the parent,
 which kills it above ``guard_gb``: ``read`` (records sunk to Parquet so the lazy plan is run whole),
 ``stage`` (``stage_records`` on that Parquet, the same for both paths), and ``front`` (read + stage in one
 process, as ``build_benchmarks`` runs them: the old path holds the table while staging).
+
+``workers`` sets ``uniprot.workers``; ``base`` names a folder holding another version's ``biotalk`` package
+(``git archive <commit> biotalk | tar -x -C DIR``), which the stages then import instead of this tree's.
 
     nice -n 5 python benchmarks/bench_uniprot_scale.py sizes=[100000,1000000] [old=true] [guard_gb=14]
 """
@@ -27,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FULL_SCALE = 33_000_000
 CHUNK = 100_000
 LINEAGE = "cellular organisms (no rank), Bacteria (domain), Pseudomonadota (phylum)"
+ENTRIES = {False: "entries.tsv", True: "entries.dat.gz"}  # by flat
 
 
 @dataclass
@@ -55,6 +62,10 @@ class UniProtScaleConfig:
     buckets: int = 64
     stages: list[str] = field(default_factory=lambda: ["read", "stage", "front"])
     extra_idmap: float = 1.0  # idmapping rows of other accessions per entry (the real file is mostly those)
+    entries: str = "tsv"  # tsv | flat: the entries file's format
+    no_ec: float = 0.75  # flat files: share of entries without EC
+    workers: int = 0  # uniprot.workers (0: one per CPU, at most 8)
+    base: str = ""  # a folder with another version's biotalk package to time instead of this tree's
     guard_gb: float = 14.0  # a stage whose RSS passes this is killed and reported as such
     work: str = "/tmp/bench-uniprot-scale"
     seed: int = 0
@@ -95,7 +106,43 @@ def _chunk(start: int, n: int, ecs: np.ndarray, seed: int, extra: float) -> tupl
     dna = _letters(rng, b"ACGT", len(ids), 999)
     dna = pl.Series(np.where(rng.random(len(ids)) < 0.005, "X" + dna.to_numpy(), dna.to_numpy()))
     fasta = pl.DataFrame({"id": ids, "dna": dna}).filter(pl.Series(rng.random(len(ids)) >= 0.005))
-    return entries, pl.concat([mapped, other]).sample(fraction=1.0, shuffle=True, seed=start), fasta
+    mapped = pl.concat([mapped, other]).sample(fraction=1.0, shuffle=True, seed=start)
+    return entries.with_columns(pl.Series("_cds", emblcds)), mapped, fasta
+
+
+def _flat_entry(ac: str, reviewed: bool, ecs: list[str], name: str, cds: list[str], embl: str, seq: str) -> str:  # fmt: skip
+    """One UniProtKB flat-file entry (the lines Biopython reads; ``ecs`` empty: not an enzyme)."""
+    de = "".join(f"DE            EC={ec} {{ECO:0000256|ARBA:ARBA00000001}};\n" for ec in ecs)
+    dr = "".join(f"DR   EMBL; {embl}; {c}; -; Genomic_DNA.\n" for c in cds)
+    lines = [seq[i : i + 60] for i in range(0, len(seq), 60)]
+    rows = "".join("     " + " ".join(line[j : j + 10] for j in range(0, len(line), 10)) + "\n" for line in lines)
+    cc = "".join(f"CC   -!- CATALYTIC ACTIVITY:\nCC         Reaction=A = B; EC={ec};\n" for ec in ecs)
+    return (f"ID   {ac}_SYNTH {'Reviewed' if reviewed else 'Unreviewed'};{len(seq):>10} AA.\nAC   {ac};\n"
+            "DT   01-JAN-2020, integrated into UniProtKB/TrEMBL.\nDT   01-JAN-2020, sequence version 1.\n"
+            f"DT   01-JAN-2024, entry version 9.\nDE   SubName: Full={name} {{ECO:0000313|EMBL:{embl}}};\n{de}"
+            "GN   ORFNames=SYN_0001 {ECO:0000313|EMBL:X};\nOS   Synthetic bacterium.\n"
+            "OC   Bacteria; Pseudomonadota; Gammaproteobacteria.\nOX   NCBI_TaxID=1;\n"
+            f"CC   -!- FUNCTION: Made up. {{ECO:0000256|ARBA:ARBA00000001}}.\n{cc}{dr}"
+            f"DR   AlphaFoldDB; {ac}; -.\nDR   GO; GO:0005737; C:cytoplasm; IEA:UniProtKB-SubCell.\n"
+            "DR   InterPro; IPR000001; Made_up.\nDR   Pfam; PF00001; Made_up; 1.\n"
+            "PE   3: Inferred from homology;\nKW   Reference proteome {ECO:0000313|Proteomes:UP000000001}.\n"
+            f"FT   CHAIN           1..{len(seq)}\nFT                   /evidence=\"ECO:0000256|ARBA:ARBA00000001\"\n"
+            f"SQ   SEQUENCE   {len(seq)} AA;  36000 MW;  0123456789ABCDEF CRC64;\n{rows}//\n")  # fmt: skip
+
+
+def _flat_text(entries: pl.DataFrame, no_ec: float, rng: np.random.Generator) -> str:
+    """The chunk's entries as flat-file text, entries without EC (``no_ec`` of them) spread among them in a
+    random order that keeps the enzymes' own order."""
+    texts = [_flat_entry(r["Entry"], r["Reviewed"] == "reviewed", r["EC number"].split("; "), r["Protein names"],
+                         r["_cds"].split("; "), r["EMBL"].rstrip(";"), r["Sequence"])
+             for r in entries.iter_rows(named=True)]  # fmt: skip
+    k = round(len(texts) * no_ec / (1 - no_ec))
+    picked = entries.select("Entry", "EMBL", "Sequence")[rng.integers(0, entries.height, k)]
+    others = (_flat_entry(f"N{ac}", False, [], "uncharacterized protein", [f"N{ac}.1"], embl.rstrip(";"), seq)
+              for ac, embl, seq in picked.iter_rows())  # fmt: skip
+    mask = rng.permutation(np.r_[np.ones(len(texts), bool), np.zeros(k, bool)])
+    enzymes = iter(texts)
+    return "".join(next(enzymes) if m else next(others) for m in mask)
 
 
 def generate(raw: Path, n: int, cfg: UniProtScaleConfig) -> None:
@@ -104,11 +151,16 @@ def generate(raw: Path, n: int, cfg: UniProtScaleConfig) -> None:
     raw.mkdir(parents=True)
     columns = {f"c{j}": pl.lit("") for j in range(22)} | {"c0": pl.col("AC"), "c7": pl.col("U100"), "c8": pl.col("U90"),
                                                           "c9": pl.col("U50"), "c17": pl.col("EmblCds")}  # fmt: skip
-    with open(raw / "entries.tsv", "wb") as tsv, gzip.open(raw / "idmapping_selected.tab.gz", "wb", compresslevel=1) as idm, \
-            open(raw / "ena.fasta", "wb") as fasta:  # fmt: skip
+    flat = cfg.entries == "flat"
+    with (gzip.open(raw / ENTRIES[True], "wt", compresslevel=1) if flat else open(raw / ENTRIES[False], "wb")) as out, \
+            gzip.open(raw / "idmapping_selected.tab.gz", "wb", compresslevel=1) as idm, open(raw / "ena.fasta", "wb") as fasta:  # fmt: skip
         for start in range(0, n, CHUNK):
             entries, mapped, cds = _chunk(start, min(CHUNK, n - start), ecs, cfg.seed, cfg.extra_idmap)
-            entries.write_csv(tsv, separator="\t", include_header=start == 0, quote_style="never")
+            if flat:
+                out.write(_flat_text(entries, cfg.no_ec, stream(cfg.seed, "flat", start)))
+            else:
+                entries = entries.drop("_cds")
+                entries.write_csv(out, separator="\t", include_header=start == 0, quote_style="never")
             mapped.select(**columns).write_csv(idm, separator="\t", include_header=False, quote_style="never")
             fasta.write("".join((">ENA|" + cds["id"] + "|" + cds["id"] + " synthetic\n" + cds["dna"] + "\n").to_list()).encode())
 
@@ -129,8 +181,10 @@ def _old_front(ref: str, tmp: Path):
 
 def run_stage(cfg: UniProtScaleConfig, work: Path) -> dict:
     """One stage of one path in this process: seconds, records and peak RSS."""
+    has_workers = "workers" in {f.name for f in fields(UniProtInputs)}  # not in a ``base`` that predates it
+    workers = {"workers": cfg.workers} if has_workers else {}
     build = BuildConfig(source="uniprot", raw_dir=str(work / "raw"), uniprot=UniProtInputs(
-        entries=["entries.tsv"], cds_fasta=["ena.fasta"], buckets=cfg.buckets))  # fmt: skip
+        entries=[ENTRIES[cfg.entries == "flat"]], cds_fasta=["ena.fasta"], buckets=cfg.buckets, **workers))  # fmt: skip
     db = load_enzyme(*enzyme_inputs(BuildConfig(raw_dir=str(ROOT / "data" / "raw"))))
     base_gb = _peak_gb()
     front = work / f"{cfg.path}-records.parquet"
@@ -158,7 +212,7 @@ def run_stage(cfg: UniProtScaleConfig, work: Path) -> dict:
         else:
             n = pl.scan_parquet(front).select(pl.len()).collect().item()
     return {"stage": cfg.stage, "path": cfg.path, "records": n, "rejects": len(rejects), **times, "base_gb": base_gb,
-            "peak_gb": _peak_gb()}  # fmt: skip
+            "peak_gb": _peak_gb(), "load_1m": os.getloadavg()[0]}  # fmt: skip
 
 
 def _peak_gb(pid: int | str = "self", field: str = "VmHWM") -> float:
@@ -174,9 +228,10 @@ def _peak_gb(pid: int | str = "self", field: str = "VmHWM") -> float:
 def _run(stage: str, path: str, n: int, work: Path, cfg: UniProtScaleConfig) -> dict:
     """One stage in a fresh process, killed when its RSS passes ``guard_gb``."""
     cmd = [sys.executable, __file__, f"stage={stage}", f"path={path}", f"work={work}", f"buckets={cfg.buckets}",
-           f"old_ref={cfg.old_ref}"]  # fmt: skip
+           f"old_ref={cfg.old_ref}", f"entries={cfg.entries}", f"workers={cfg.workers}"]  # fmt: skip
+    env = os.environ | ({"PYTHONPATH": str(Path(cfg.base).resolve())} if cfg.base else {})
     with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, cwd=ROOT, env=env)
         while proc.poll() is None:
             if _peak_gb(proc.pid, "VmRSS") > cfg.guard_gb:
                 proc.kill()
@@ -205,13 +260,14 @@ def main(cfg: UniProtScaleConfig) -> None:
     if cfg.stage:
         print(json.dumps(run_stage(cfg, Path(cfg.work))))
         return
-    print(json.dumps({"load_avg": os.getloadavg(), "cpus": os.cpu_count(), "buckets": cfg.buckets}), flush=True)
+    print(json.dumps({"load_avg": os.getloadavg(), "cpus": os.cpu_count(), "buckets": cfg.buckets, "entries": cfg.entries,
+                      "workers": cfg.workers, "code": cfg.base or "this tree"}), flush=True)  # fmt: skip
     for n in cfg.sizes:
         work = Path(cfg.work) / str(n)
         shutil.rmtree(work, ignore_errors=True)
         t = time.perf_counter()
         subprocess.run([sys.executable, __file__, "stage=gen", f"n={n}", f"work={work}", f"seed={cfg.seed}",
-                        f"extra_idmap={cfg.extra_idmap}"], check=True, cwd=ROOT)  # fmt: skip
+                        f"extra_idmap={cfg.extra_idmap}", f"entries={cfg.entries}", f"no_ec={cfg.no_ec}"], check=True, cwd=ROOT)  # fmt: skip
         print(json.dumps({"n": n, "gen_s": round(time.perf_counter() - t, 1)}), flush=True)
         for path in ["new"] + (["old"] if cfg.old else []):
             for stage in cfg.stages:

@@ -13,11 +13,12 @@ import pytest
 from fixtures.data import ROOT
 
 from biotalk.config import load_config
+from biotalk.data.buckets import Buckets
 from biotalk.data.build import BuildConfig, build_benchmarks, enzyme_inputs, resolve_ecs
 from biotalk.data.enzyme import load_enzyme
 from biotalk.data.errors import InputError
-from biotalk.data.sources import UniProtInputs, _idmapping_batches, read_uniprot
-from biotalk.data.uniprot import domain, fasta_id, read_cds_fasta, read_flat, read_tsv
+from biotalk.data.sources import ENTRY_SCHEMA, UniProtInputs, _idmapping_batches, read_uniprot, stage_entries
+from biotalk.data.uniprot import _chunks, domain, fasta_id, read_cds_fasta, read_flat, read_tsv
 
 FIXTURES = ROOT / "tests" / "fixtures" / "uniprot"
 FLAT = ["uniprot_sprot.dat.gz", "uniprot_trembl.dat.gz"]
@@ -245,3 +246,54 @@ def test_resolve_ecs_is_lazy_and_keeps_the_first_copy() -> None:
         ("C2|1.3.99.1", "EC not current in ENZYME"), ("C2|7.9.9.9", "EC unknown to the ENZYME release"),
         ("C1|2.3.1.267", "duplicate (CDS, EC) after following a transferred EC"),
     ]  # fmt: skip
+
+
+def _staged(paths: list[Path], folder: Path, workers: int, batch: int) -> tuple[list[pl.DataFrame], list]:
+    """Each bucket's staged entry rows and the rejects of ``stage_entries``."""
+    parts = Buckets(folder, "AC", 3, 4, ENTRY_SCHEMA)
+    rejects = stage_entries(paths, parts, workers, batch)
+    return [parts.scan(b).collect() for b in range(3)], rejects
+
+
+def test_parallel_parse_stages_the_same_rows_and_rejects(tmp_path: Path) -> None:
+    """Batches of 3 entries parsed by 2 worker processes against one batch parsed here: the same rows (with
+    ``Order`` counting across batches) and rejects, in the same order; then the whole read the same."""
+    paths = [FIXTURES / p for p in [*FLAT, "uniprot.tsv.gz"]]
+    serial, serial_rejects = _staged(paths, tmp_path / "serial", workers=1, batch=1000)
+    parallel, parallel_rejects = _staged(paths, tmp_path / "parallel", workers=2, batch=3)
+    assert all(a.equals(b) for a, b in zip(serial, parallel, strict=True))
+    assert sorted(pl.concat(serial)["Order"]) == list(range(2 * 13))  # 13 rows a format, in file order
+    assert parallel_rejects == serial_rejects and len(serial_rejects) == 2 * 4  # partial x2, eukaryote, EMBL
+    for i, entries in enumerate((FLAT, ["uniprot.tsv.gz"])):
+        one, one_rejects = _read(FIXTURES, tmp_path / f"one{i}", entries=entries, workers=1, **INPUTS)
+        two, two_rejects = _read(FIXTURES, tmp_path / f"two{i}", entries=entries, workers=2, **INPUTS)
+        assert one.equals(two) and one_rejects == two_rejects
+
+
+def test_flat_entries_without_ec_are_skipped_unparsed(tmp_path: Path) -> None:
+    """An entry without EC in its DE lines is not parsed (a broken one is no reject) and the EC entry after it
+    is kept; EC= in a CC line alone does not make an enzyme; a text cut short is still a malformed entry."""
+    entry = (FIXTURES / "O23729.dat").read_text()
+    no_ec = entry.replace("DE            EC=2.3.1.74;\n", "")
+    assert "EC=" in no_ec  # its CATALYTIC ACTIVITY comment still names the EC
+    broken = no_ec.replace("Reviewed;", "broken;").replace("O23729;", "Q00001;")  # ID line Biopython rejects
+    cut = no_ec.replace("O23729;", "Q00002;").split("SQ   ")[0]  # no sequence, no '//' line
+    (tmp_path / "mixed.dat").write_text(broken + entry + no_ec + cut)
+    items = list(read_flat(tmp_path / "mixed.dat"))
+    assert [type(i).__name__ for i in items] == ["Entry", "Reject"]
+    assert (items[0].ac, items[0].ec_items) == ("O23729", ("2.3.1.74",))
+    assert items[1].record == "Q00002" and items[1].reason.startswith("malformed entry")
+    with_ec = broken.replace("DE   AltName", "DE            EC=2.3.1.74;\nDE   AltName")
+    (tmp_path / "broken.dat").write_text(with_ec)
+    rejects = list(read_flat(tmp_path / "broken.dat"))  # the same broken entry with an EC: parsed, rejected
+    assert [(r.record, r.reason.split(":")[0]) for r in rejects] == [("Q00001", "malformed entry")]
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 1 << 22])
+def test_flat_entries_are_cut_at_their_end_lines_across_blocks(tmp_path: Path, block: int) -> None:
+    """An entry ends at a line that is '//' and blanks, wherever the reader's blocks of text end."""
+    (tmp_path / "cut.dat").write_text("ID a\n//\nID b\n//  \n  //\nID c\nxx//\n//\n\nID d\n//")
+    expected = ["ID a\n//\n", "ID b\n//  \n", "  //\nID c\nxx//\n//\n", "\nID d\n//"]
+    assert list(_chunks(tmp_path / "cut.dat", block)) == expected
+    (tmp_path / "short.dat").write_text("ID a\n//\nID b\nSQ   \n")
+    assert list(_chunks(tmp_path / "short.dat", block)) == ["ID a\n//\n", "ID b\nSQ   \n"]

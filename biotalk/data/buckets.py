@@ -23,23 +23,16 @@ def bucket_of(key: str, buckets: int) -> pl.Expr:
 
 
 class Buckets:
-    """Rows buffered up to ``batch_rows`` and written as one Parquet part per bucket
+    """Frames buffered up to ``batch_rows`` rows and written as one Parquet part per bucket
     (``folder/<bucket>/part-<n>.parquet``, ``n`` counting flushes), so a bucket's parts in name order are
     its rows in the order they were added."""
 
     def __init__(self, folder: Path, key: str, buckets: int, batch_rows: int, schema: dict | None = None) -> None:
         self.folder, self.key, self.buckets, self.batch_rows, self.schema = folder, key, buckets, batch_rows, schema
-        self.rows: list[dict] = []
         self.frames: list[pl.DataFrame] = []
         self.pending = 0
         self.flushes = 0
         folder.mkdir(parents=True)
-
-    def add(self, row: dict) -> None:
-        self.rows.append(row)
-        self.pending += 1
-        if self.pending >= self.batch_rows:
-            self.flush()
 
     def add_frame(self, frame: pl.DataFrame) -> None:
         self.frames.append(frame)
@@ -48,10 +41,8 @@ class Buckets:
             self.flush()
 
     def flush(self) -> None:
-        if self.rows:
-            self.frames.append(pl.DataFrame(self.rows, schema=self.schema, orient="row"))
         frames = [f for f in self.frames if f.height]
-        self.rows, self.frames, self.pending = [], [], 0
+        self.frames, self.pending = [], 0
         if not frames:
             return
         frame = pl.concat(frames)

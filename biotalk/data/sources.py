@@ -1,6 +1,10 @@
 """The UniProt front end of the builder: UniProtKB entries + ``idmapping_selected.tab`` + ENA CDS FASTA ->
 the record table (one row per (CDS, full EC)) with UniProt's own UniRef100/90/50 cluster ids.
 
+Entries are parsed in batches (``biotalk.data.uniprot.entry_batches``), by ``uniprot.workers`` processes
+when more than one, a few batches ahead of the one staged, and staged in file order: the same rows and
+rejects whatever the number of workers.
+
 Bounded memory (docs/scale.md): every input is streamed once into Parquet parts in a work folder, split
 into hash buckets (``biotalk.data.buckets``): entries and the idmapping rows of their accessions by
 accession, CDS sequences by CDS id. Two joins then run a bucket at a time: entries with idmapping (one row
@@ -13,10 +17,16 @@ reason, listed in entry order; entries without any EC are not enzyme records and
 from __future__ import annotations
 
 import glob
+import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import chain, islice
+from multiprocessing import get_context
 from pathlib import Path
 
 import polars as pl
@@ -29,12 +39,15 @@ from biotalk.data.buckets import ROW, Buckets, drop_rows, later_copies
 from biotalk.data.errors import InputError
 from biotalk.data.genbank import COLUMNS, DOMAINS, Reject
 from biotalk.data.uniprot import (
+    BATCH,
     IDMAPPING_COLUMNS,
     IDMAPPING_FIELDS,
     Entry,
+    EntryBatch,
     domain,
+    entry_batches,
+    parse_batch,
     read_cds_fasta,
-    read_entries,
 )
 from biotalk.ec import full_ecs
 from biotalk.io import atomic_path
@@ -57,6 +70,7 @@ class UniProtInputs:
     cds_fasta: list[str] = field(default_factory=lambda: ["ena/*.fasta"])  # glob patterns: fetch_sources' batches
     batch_rows: int = 200_000  # rows per Parquet part while streaming
     buckets: int = 64  # hash buckets of the joins: memory holds about 1/buckets of the entries and CDS
+    workers: int = 0  # processes parsing entries: 0 one per CPU (at most 8), 1 none (parsed in this process)
 
 
 def _expand(raw_dir: str | Path, name: str) -> list[Path]:
@@ -84,13 +98,17 @@ def uniprot_files(raw_dir: str | Path, inputs: UniProtInputs,
     return files
 
 
+_domain = lru_cache(maxsize=1 << 16)(domain)  # a few thousand lineages and EC fields cover most entries
+_full_ecs = lru_cache(maxsize=1 << 16)(full_ecs)
+
+
 def _entry_row(entry: Entry, order: int, source: str, rejects: list[Reject]) -> dict | None:
     """The staged row of an enzyme entry, or None after recording why it cannot be one."""
-    top = domain(entry.lineage)
+    top = _domain(entry.lineage)
     if top not in DOMAINS:
         rejects.append(Reject(source, entry.ac, f"not Bacteria or Archaea: {top or 'no lineage'}"))
         return None
-    ecs, bad = full_ecs(entry.ec_items)
+    ecs, bad = _full_ecs(entry.ec_items)
     rejects += [Reject(source, entry.ac, f"{'partial EC' if why == 'partial EC' else 'invalid EC'}: {item}")
                 for item, why in bad]  # fmt: skip
     if not ecs:
@@ -104,19 +122,61 @@ def _entry_row(entry: Entry, order: int, source: str, rejects: list[Reject]) -> 
             "Product": entry.product, "Function": entry.function, "SourceFile": source}  # fmt: skip
 
 
-def stage_entries(paths: list[Path], parts: Buckets) -> list[Reject]:
-    """Stream the enzyme entries of every entries file into ``parts``; return the rejects."""
+def _stage_batch(batch: EntryBatch) -> tuple[pl.DataFrame, list[Reject]]:
+    """A batch's staged rows (``Order`` from 0 within the batch) and rejects in entry order; runs in a
+    worker, so the parse, the checks and the row table all leave the staging process."""
+    rows: list[dict] = []
+    rejects: list[Reject] = []
+    for item in parse_batch(batch):
+        if isinstance(item, Reject):
+            rejects.append(item)
+        elif item.ec_items:  # an entry without EC is not an enzyme record
+            row = _entry_row(item, len(rows), batch.file, rejects)
+            if row is not None:
+                rows.append(row)
+    return _frame(rows), rejects
+
+
+def _frame(rows: list[dict]) -> pl.DataFrame:
+    """Staged rows as a table, a column at a time; Arrow builds the list columns (Polars makes a Series of
+    each row's list: 14x slower for a batch of entries)."""
+    lists = pa.list_(pa.string())
+    columns = {k: pa.array([r[k] for r in rows], lists) if dtype == pl.List(pl.Utf8) else [r[k] for r in rows]
+               for k, dtype in ENTRY_SCHEMA.items()}  # fmt: skip
+    return pl.DataFrame(columns, schema=ENTRY_SCHEMA)
+
+
+def _in_order(fn: Callable, items: Iterator, workers: int) -> Iterator:
+    """``fn`` of each item, in order: here (``workers`` 1, or a single item: not worth starting processes)
+    or in a pool that runs at most two items per worker ahead of the one consumed (``Pool.imap`` would read
+    the whole input ahead)."""
+    workers = workers or min(os.cpu_count() or 1, 8)
+    head = list(islice(items, 2))
+    if workers == 1 or len(head) < 2:
+        yield from map(fn, chain(head, items))
+        return
+    # spawned, not forked: a fork copies Polars' thread pool in whatever state it is (a deadlock risk)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        pending: deque = deque()
+        for item in chain(head, items):
+            pending.append(pool.submit(fn, item))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def stage_entries(paths: list[Path], parts: Buckets, workers: int = 1, batch: int = BATCH) -> list[Reject]:
+    """Stream the enzyme entries of every entries file into ``parts``, parsed ``batch`` entries at a time by
+    ``workers`` processes (``UniProtInputs.workers``); return the rejects."""
     rejects: list[Reject] = []
     order = 0
-    for path in paths:
-        for item in tqdm(read_entries(path), desc=f"entries {path.name}", unit=" entries", leave=False):
-            if isinstance(item, Reject):
-                rejects.append(item)
-            elif item.ec_items:  # an entry without EC is not an enzyme record
-                row = _entry_row(item, order, path.name, rejects)
-                if row is not None:
-                    parts.add(row)
-                    order += 1
+    batches = (b for path in paths for b in entry_batches(path, batch))
+    staged = _in_order(_stage_batch, batches, workers)
+    for rows, batch_rejects in tqdm(staged, desc="entries", unit=" batches", leave=False):
+        parts.add_frame(rows.with_columns(pl.col("Order") + order))
+        order += rows.height
+        rejects += batch_rejects
     parts.flush()
     return rejects
 
@@ -151,10 +211,16 @@ def stage_idmapping(path: Path, keys: pl.Series, parts: Buckets) -> None:
 
 
 def stage_cds(paths: list[Path], parts: Buckets) -> None:
-    """Stream every ENA CDS FASTA record into ``parts``."""
+    """Stream every ENA CDS FASTA record into ``parts``, a column batch at a time (not a dict a record)."""
     for path in paths:
+        ids, seqs = [], []
         for cds_id, seq in tqdm(read_cds_fasta(path), desc=f"CDS {path.name}", unit=" seqs", leave=False):
-            parts.add({"EmblCdsId": cds_id, "Sequence": seq})
+            ids.append(cds_id)
+            seqs.append(seq)
+            if len(ids) == parts.batch_rows:
+                parts.add_frame(pl.DataFrame({"EmblCdsId": ids, "Sequence": seqs}, schema=CDS_SCHEMA))
+                ids, seqs = [], []
+        parts.add_frame(pl.DataFrame({"EmblCdsId": ids, "Sequence": seqs}, schema=CDS_SCHEMA))
     parts.flush()
 
 
@@ -206,8 +272,10 @@ def _sequenced(by_cds: Buckets, cds: Buckets, out: Path) -> list[Reject]:
     """Join 2, by CDS id: each bucket's (entry, CDS) rows with their DNA (the smallest sequence of an id
     given twice), proteins translated where the entry has none, one row per EC, sorted by (Order,
     EmblCdsId, EC), written to ``out``; return the rows left out."""
+    sequence = pl.col("Sequence").fill_null("")
+    usable = (sequence != "") & ~sequence.str.contains("[^ACGTN]")  # a scan; the reasons below rewrite DNA
     bad_dna = pl.col("Sequence").str.replace_all("[ACGTN]", "")
-    why = (pl.when(pl.col("Sequence").fill_null("") == "").then(pl.lit("no CDS sequence in ENA FASTA"))
+    why = (pl.when(sequence == "").then(pl.lit("no CDS sequence in ENA FASTA"))
            .when(bad_dna != "").then(pl.lit("non-ACGTN bases: ") + bad_dna.str.slice(0, 20)))  # fmt: skip
     untranslated = pl.when(pl.col("Protein") == "").then(pl.col("Sequence"))  # code 11: include `sequence`
     protein = pl.coalesce(untranslated.map_elements(translate_cds, return_dtype=pl.Utf8), pl.col("Protein"))
@@ -219,8 +287,9 @@ def _sequenced(by_cds: Buckets, cds: Buckets, out: Path) -> list[Reject]:
             continue
         sequences = cds.scan(bucket).group_by("EmblCdsId").agg(pl.col("Sequence").min())
         x = x.join(sequences.collect(), on="EmblCdsId", how="left", maintain_order="left")
-        left_out.append(_reasons(x, why, pl.col("AC") + " " + pl.col("EmblCdsId"), ["Order", "_pos"]))
-        x = x.filter(why.is_null()).with_columns(protein.alias("Protein")).explode("ECs").rename({"ECs": "EC"})
+        record = pl.col("AC") + " " + pl.col("EmblCdsId")
+        left_out.append(_reasons(x.filter(~usable), why, record, ["Order", "_pos"]))
+        x = x.filter(usable).with_columns(protein.alias("Protein")).explode("ECs").rename({"ECs": "EC"})
         x = x.with_columns((pl.col("EmblCdsId") + "|" + pl.col("EC")).alias("RecordId"),
                            pl.lit("").alias("Note"), pl.lit("").alias("LocusTag"))  # fmt: skip
         x = x.select(*COLUMNS, *CLUSTER_COLUMNS, "Order").sort("Order", "EmblCdsId", "EC")
@@ -247,7 +316,7 @@ def join_records(entries: Buckets, idmap: Buckets, cds: Buckets, work: Path) -> 
 def _stage(files: dict[str, list[Path]], inputs: UniProtInputs, work: Path) -> tuple[Buckets, Buckets, list[Reject]]:
     """Entries and the idmapping rows of their accessions, bucketed by accession; the entries' rejects."""
     entries = Buckets(work / "entries", "AC", inputs.buckets, inputs.batch_rows, ENTRY_SCHEMA)
-    rejects = stage_entries(files["entries"], entries)
+    rejects = stage_entries(files["entries"], entries, inputs.workers)
     keys = entries.scan().select(pl.col("AC").hash(seed=0).unique().sort()).collect(engine="streaming")["AC"]
     idmap = Buckets(work / "idmap", "AC", inputs.buckets, inputs.batch_rows, dict.fromkeys(IDMAPPING_FIELDS, pl.Utf8))
     stage_idmapping(files["idmapping"][0], keys, idmap)

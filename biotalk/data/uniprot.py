@@ -1,9 +1,11 @@
 """Streaming, gzip-aware readers of the public UniProt and ENA files the benchmarks can be built from.
 
 - UniProtKB flat files (``uniprot_sprot*.dat[.gz]``, ``uniprot_trembl*.dat[.gz]``), one entry at a time
-  through ``Bio.SwissProt``: accession, ``Reviewed``/``Unreviewed`` (-> ``DBtype``), the ECs of the DE
-  lines (``EC=`` of the name and of its ``Includes:``/``Contains:`` parts), the OC lineage, the protein ids
-  of ``DR EMBL`` lines (the second field: the EMBL-CDS accession, ``-`` when the CDS is not annotated).
+  through ``Bio.SwissProt``, only entries whose DE lines hold ``EC=`` (most TrEMBL entries are not
+  enzymes: skipped unparsed, on a text test): accession, ``Reviewed``/``Unreviewed`` (-> ``DBtype``), the
+  ECs of the DE lines (``EC=`` of the name and of its ``Includes:``/``Contains:`` parts), the OC lineage,
+  the protein ids of ``DR EMBL`` lines (the second field: the EMBL-CDS accession, ``-`` when the CDS is not
+  annotated).
 - The UniProt TSV export with the same facts (``ENTRY_TSV_FIELDS``). Its ``xref_embl`` column holds only
   the nucleotide accessions, so the CDS ids of a TSV entry come from ``idmapping_selected.tab``; without
   its optional ``sequence`` column the protein is the CDS translated by the builder.
@@ -12,6 +14,8 @@
 - ENA CDS FASTA: ``>ENA|AAC73113|AAC73113.1 description`` or ``>AAC73113.1 description``.
 
 A malformed entry is a ``Reject`` (file, record, reason), never a crash that loses the rest of a dump.
+Entries come in batches of their raw text (``entry_batches``) that ``parse_batch`` turns into entries, so
+batches can be parsed in other processes (``biotalk.data.sources.stage_entries``) in the file's order.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import count, islice
 from pathlib import Path
 
 from Bio import SwissProt
@@ -52,8 +57,23 @@ _DE_EC = re.compile(r"\bEC=([^;{\s]+)")
 _DE_NAME = re.compile(r"(?:RecName|SubName): Full=([^;{]+)")
 _EVIDENCE = re.compile(r"\s*\{ECO:[^}]*\}")
 _RANK = re.compile(r"\s*\([^()]*\)$")  # "Bacteria (domain)" in the REST lineage column
-_ENTRY_END = re.compile(r"^//\s*$")
+_ENTRY_END = re.compile(r"\n//[^\S\n]*(?=\n)")  # a '//' line (blanks may follow), with the newline before it
+_DE_LINE_EC = re.compile(r"^DE.*EC=", re.MULTILINE)
 _FIRST_NAME = re.compile(r" [(\[]")  # "Name (Short) (EC 1.2.3.4) [Includes: ...]" -> "Name"
+
+
+BATCH = 1000  # entries (flat-file entries or TSV rows) per batch
+
+
+@dataclass(frozen=True)
+class EntryBatch:
+    """Raw text of consecutive entries of one file: ``start`` numbers the first (flat files: from 0; TSV:
+    its line number); ``columns`` are the TSV's column numbers by key (None: flat-file entries)."""
+
+    file: str
+    start: int
+    texts: list[str]
+    columns: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,27 +122,49 @@ def _flat_entry(record: SwissProt.Record) -> Entry:
     )
 
 
-def _chunks(path: Path) -> Iterator[str]:
-    """The text of each entry of a flat file (up to its ``//`` line), read line by line."""
-    lines: list[str] = []
+def _chunks(path: Path, block: int = 1 << 22) -> Iterator[str]:
+    """The text of each entry of a flat file (up to and with its ``//`` line), cut from blocks of text by a
+    search for ``\n//`` (not a line at a time in Python: as slow as parsing the entries)."""
+    rest = "\n"  # the text not yet cut, after the newline that ends the line before it
     with open_text(path) as handle:
-        for line in handle:
-            lines.append(line)
-            if _ENTRY_END.match(line):
-                yield "".join(lines)
-                lines = []
-    if "".join(lines).strip():
-        yield "".join(lines)  # a last entry without its '//' line: the parser rejects it
+        while data := handle.read(block):
+            text, start = rest + data, 0
+            for end in _ENTRY_END.finditer(text):  # its newline is there: a line cut by the block waits
+                yield text[start + 1 : end.end() + 1]
+                start = end.end()
+            rest = text[start:]
+    if rest[1:].strip():
+        yield rest[1:]  # the last entry: its '//' line lacks a newline, or it is cut short (a reject)
+
+
+def _without_ec(text: str) -> bool:
+    """A whole entry (``ID`` line to ``//`` line) with no ``EC=`` in its DE lines: not an enzyme, whatever
+    the rest of its text holds, so it need not be parsed. A text cut short or not starting with ``ID`` is
+    parsed (and rejected as malformed) as before; ``EC=`` in other lines (CC) only costs a parse."""
+    whole = text.startswith("ID") and text.rstrip().endswith("\n//")
+    return whole and ("EC=" not in text or _DE_LINE_EC.search(text) is None)
+
+
+def _flat_batch(batch: EntryBatch) -> list[Entry | Reject]:
+    out: list[Entry | Reject] = []
+    for i, text in enumerate(batch.texts, start=batch.start):
+        if _without_ec(text):
+            continue
+        try:
+            entry = _flat_entry(SwissProt.read(io.StringIO(text)))
+        except Exception as err:  # Bio.SwissProt raises ValueError, IndexError, ... on malformed text
+            ac = re.search(r"^AC\s+(\w+)", text, re.MULTILINE)
+            out.append(Reject(batch.file, ac.group(1) if ac else f"entry {i + 1}", f"malformed entry: {err}"))
+            continue
+        if entry.ec_items:  # none when EC= was in other lines only, or not an EC DE lines can hold
+            out.append(entry)
+    return out
 
 
 def read_flat(path: Path) -> Iterator[Entry | Reject]:
-    """Entries of a UniProtKB flat file; a malformed entry is a ``Reject``."""
-    for i, chunk in enumerate(_chunks(path)):
-        try:
-            yield _flat_entry(SwissProt.read(io.StringIO(chunk)))
-        except Exception as err:  # Bio.SwissProt raises ValueError, IndexError, ... on malformed text
-            ac = re.search(r"^AC\s+(\w+)", chunk, re.MULTILINE)
-            yield Reject(path.name, ac.group(1) if ac else f"entry {i + 1}", f"malformed entry: {err}")
+    """Entries of a UniProtKB flat file with an EC in their DE lines; a malformed entry is a ``Reject``."""
+    for batch in entry_batches(path):
+        yield from _flat_batch(batch)
 
 
 def _tsv_columns(header: list[str], path: Path) -> dict[str, int]:
@@ -134,34 +176,80 @@ def _tsv_columns(header: list[str], path: Path) -> dict[str, int]:
     return {k: i for k, i in found.items() if i is not None}
 
 
+def _tsv_batch(batch: EntryBatch) -> list[Entry | Reject]:
+    cols = batch.columns
+    out: list[Entry | Reject] = []
+    rows = csv.reader(batch.texts, delimiter="\t", quoting=csv.QUOTE_NONE)
+    for n, row in enumerate(rows, start=batch.start):
+        if len(row) <= max(cols.values()):
+            out.append(Reject(batch.file, f"line {n}", f"malformed entry: {len(row)} columns"))
+            continue
+        get = {k: row[i].strip() for k, i in cols.items()}
+        entry = Entry(
+            ac=get["AC"],
+            dbtype=CURATED if get["Reviewed"].lower() in ("reviewed", "swiss-prot") else UNREVIEWED,
+            lineage=tuple(t for t in get["Lineage"].split(", ") if t),
+            organism=get.get("Organism", ""),
+            ec_items=tuple(e.strip() for e in get["EC"].split(";") if e.strip()),
+            has_embl=bool(get["Embl"].strip("; ")),
+            cds_ids=None,
+            protein=get.get("Protein", ""),  # none: the builder translates the CDS
+            product=_clean(_FIRST_NAME.split(get.get("Product", ""))[0]),
+            function=_clean(get.get("Function", "").removeprefix("FUNCTION:")),
+        )
+        out.append(entry)
+    return out
+
+
 def read_tsv(path: Path) -> Iterator[Entry | Reject]:
     """Entries of a UniProt TSV export (header row of REST field names or of UniProt's column labels)."""
+    for batch in entry_batches(path):
+        yield from _tsv_batch(batch)
+
+
+def _flat_batches(path: Path, size: int) -> Iterator[EntryBatch]:
+    texts = _chunks(path)
+    for start in count(0, size):
+        texts_batch = list(islice(texts, size))
+        if not texts_batch:
+            return
+        yield EntryBatch(path.name, start, texts_batch)
+
+
+def _is_tsv(path: Path) -> bool:
+    return any(s in (".tsv", ".tab") for s in path.suffixes)
+
+
+def _tsv_batches(path: Path, size: int) -> Iterator[EntryBatch]:
     with open_text(path) as handle:
-        rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        cols = _tsv_columns(next(rows, []), path)
-        for n, row in enumerate(rows, start=2):
-            if len(row) <= max(cols.values()):
-                yield Reject(path.name, f"line {n}", f"malformed entry: {len(row)} columns")
-                continue
-            get = {k: row[i].strip() for k, i in cols.items()}
-            yield Entry(
-                ac=get["AC"],
-                dbtype=CURATED if get["Reviewed"].lower() in ("reviewed", "swiss-prot") else UNREVIEWED,
-                lineage=tuple(t for t in get["Lineage"].split(", ") if t),
-                organism=get.get("Organism", ""),
-                ec_items=tuple(e.strip() for e in get["EC"].split(";") if e.strip()),
-                has_embl=bool(get["Embl"].strip("; ")),
-                cds_ids=None,
-                protein=get.get("Protein", ""),  # none: the builder translates the CDS
-                product=_clean(_FIRST_NAME.split(get.get("Product", ""))[0]),
-                function=_clean(get.get("Function", "").removeprefix("FUNCTION:")),
-            )
+        header = next(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE), [])
+        cols = _tsv_columns(header, path)
+        lines: list[str] = []
+        start = 2
+        for line in handle:
+            lines.append(line)
+            if len(lines) == size:
+                yield EntryBatch(path.name, start, lines, cols)
+                start, lines = start + size, []
+        if lines:
+            yield EntryBatch(path.name, start, lines, cols)
+
+
+def entry_batches(path: Path, size: int = BATCH) -> Iterator[EntryBatch]:
+    """The raw text of the entries of a flat file or (``.tsv``/``.tsv.gz``, ``.tab``) a TSV export, ``size``
+    entries a batch; ``InputError`` (on the first batch) for a TSV without the required columns."""
+    return _tsv_batches(path, size) if _is_tsv(path) else _flat_batches(path, size)
 
 
 def read_entries(path: Path) -> Iterator[Entry | Reject]:
-    """Entries of a flat file or (``.tsv``/``.tsv.gz``, ``.tab``) a TSV export."""
-    tsv = any(s in (".tsv", ".tab") for s in path.suffixes)
-    return read_tsv(path) if tsv else read_flat(path)
+    """Entries of a flat file or (``.tsv``/``.tsv.gz``, ``.tab``) a TSV export, one at a time (what the
+    collected front end of benchmarks/bench_uniprot_scale.py's baseline reads)."""
+    return read_tsv(path) if _is_tsv(path) else read_flat(path)
+
+
+def parse_batch(batch: EntryBatch) -> list[Entry | Reject]:
+    """A batch's entries and rejects, in file order (flat files: only entries with an EC)."""
+    return _flat_batch(batch) if batch.columns is None else _tsv_batch(batch)
 
 
 def fasta_id(title: str) -> str:
