@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from biotalk.data import load_benchmark, loader
+from biotalk.data import load_benchmark, split_cache
 from biotalk.data.loader import (
     TEST_DIR,
     TRAIN_VALID_DIR,
@@ -254,7 +254,7 @@ def test_streamed_repeats_exact_under_hash_collisions(mini_benchmark: Path, tmp_
     _published_batches_copy(mini_benchmark, tmp_path / "published")
     with pytest.warns(UnusableRowsWarning):
         memory = load_benchmark(tmp_path / "published", "II", splits=["train"])
-    monkeypatch.setattr(loader, "HASH_BITS", 2)
+    monkeypatch.setattr(split_cache, "HASH_BITS", 2)
     with pytest.warns(UnusableRowsWarning):
         streamed = load_benchmark(tmp_path / "published", "II", ["train"], cache_dir=tmp_path / "cache", batch_rows=50)
     _assert_same(memory, streamed, tmp_path / "cache")
@@ -270,7 +270,7 @@ def test_streamed_cache_reused_until_the_source_changes(mini_benchmark: Path, tm
             return load_benchmark(root, "II", ["train"], cache_dir=cache, batch_rows=500)
 
     first = load()
-    rows = cache / "Benchmark-II" / "train" / loader.ROWS_FILE
+    rows = cache / "Benchmark-II" / "train" / split_cache.ROWS_FILE
     written = rows.stat()
     again = load()
     assert (rows.stat().st_ino, rows.stat().st_mtime_ns) == (written.st_ino, written.st_mtime_ns)  # not rewritten

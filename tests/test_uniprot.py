@@ -17,7 +17,8 @@ from biotalk.data.buckets import Buckets
 from biotalk.data.build import BuildConfig, build_benchmarks, enzyme_inputs, resolve_ecs
 from biotalk.data.enzyme import load_enzyme
 from biotalk.data.errors import InputError
-from biotalk.data.sources import ENTRY_SCHEMA, UniProtInputs, _idmapping_batches, read_uniprot, stage_entries
+from biotalk.data.sources import UniProtInputs, read_uniprot
+from biotalk.data.staging import ENTRY_SCHEMA, _idmapping_batches, stage_entries
 from biotalk.data.uniprot import _chunks, domain, fasta_id, read_cds_fasta, read_flat, read_tsv
 
 FIXTURES = ROOT / "tests" / "fixtures" / "uniprot"
